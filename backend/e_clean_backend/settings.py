@@ -1,0 +1,187 @@
+"""Django settings for the E-Clean backend and, through ``namespace='CELERY'``,
+for the Celery workers and the bridge.
+
+Every value comes from the environment with a safe local default, except
+secrets, which have no default at all. README "Operations" lists them all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from kombu import Exchange, Queue
+
+from . import redis_config
+from .env import ImproperlyConfigured, env_bool, env_float, env_int, env_secret, env_str
+from .logging import logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent  # backend/
+REPO_DIR = BASE_DIR.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set; "
+            "`make run` generates one, or set DJANGO_DEBUG=1 for a throwaway key"
+        )
+    # Debug only: a key per process, so nothing signed outlives a restart.
+    SECRET_KEY = secrets.token_urlsafe(50)
+
+ALLOWED_HOSTS = [h for h in env_str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "core",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "e_clean_backend.urls"
+WSGI_APPLICATION = "e_clean_backend.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+# SQLite for local runs, PostgreSQL in compose (DATABASE_URL).
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        # Workers hold a connection per process; reuse it between tasks.
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the web process read while a worker writes; the busy
+        # timeout makes writers queue instead of failing "database is locked";
+        # IMMEDIATE takes the write lock at BEGIN so two writers never
+        # deadlock upgrading a read lock.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env_int("SQLITE_BUSY_TIMEOUT", 20),
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Redis ------------------------------------------------------------------
+# One builder for every Redis client (see redis_config): Django, the broker,
+# the bridge and the publisher cannot disagree on the password.
+REDIS_URL = redis_config.redis_url()
+REDIS_OPTIONS = redis_config.connection_options()
+
+# --- Events -----------------------------------------------------------------
+EVENTS_MAX_BYTES = env_int("EVENTS_MAX_BYTES", 64 * 1024, minimum=256)
+# Journal: a capped stream per topic that lets the bridge recover what it
+# missed while disconnected. ~100k entries per topic is minutes of peak load.
+EVENTS_JOURNAL_MAXLEN = env_int("EVENTS_JOURNAL_MAXLEN", 100_000, minimum=100)
+# A claim must outlive the journal's reach, or a replay after the claim expired
+# would enqueue the event again (handlers would still apply it once).
+EVENTS_CLAIM_TTL = env_int("EVENTS_CLAIM_TTL", 7 * 24 * 3600, minimum=60)
+# How long a claim taken but not yet confirmed as enqueued protects the event;
+# after that a bridge that died mid-batch no longer blocks the replay.
+EVENTS_CLAIM_PENDING_TTL = env_int("EVENTS_CLAIM_PENDING_TTL", 30, minimum=1)
+# Deliveries of one attempt that did not finish (worker killed) before the
+# event is dead-lettered instead of killing the next worker too.
+EVENTS_MAX_DELIVERIES = env_int("EVENTS_MAX_DELIVERIES", 3, minimum=1)
+# Scale every retry countdown; tests set it low so backoff takes milliseconds.
+EVENTS_RETRY_BACKOFF_SCALE = env_float("EVENTS_RETRY_BACKOFF_SCALE", 1.0)
+BRIDGE_NAME = env_str("BRIDGE_NAME", "bridge")
+BRIDGE_BATCH_SIZE = env_int("BRIDGE_BATCH_SIZE", 500, minimum=1)
+BRIDGE_HEARTBEAT_TTL = env_int("BRIDGE_HEARTBEAT_TTL", 30, minimum=2)
+# Prometheus endpoint of the bridge; 0 turns it off.
+BRIDGE_METRICS_PORT = env_int("BRIDGE_METRICS_PORT", 0, minimum=0, maximum=65535)
+BRIDGE_METRICS_ADDR = env_str("BRIDGE_METRICS_ADDR", "127.0.0.1")
+
+# --- Celery -------------------------------------------------------------------
+TOPIC_QUEUES = ("jobs", "notifications", "chat", "payments")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# Tasks must finish well before the broker considers them lost; a killed
+# worker's unacked message comes back after the visibility timeout.
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 5)
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT * 2, minimum=2)
+if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "CELERY_VISIBILITY_TIMEOUT must be larger than CELERY_TASK_TIME_LIMIT, "
+        "or a slow task is handed to a second worker while the first still runs"
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # Sweep for unacked messages of dead workers often enough that the
+    # visibility timeout, not the sweep period, bounds their return.
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 4)),
+    "unacked_restore_throttle": 1,
+    **REDIS_OPTIONS,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # Redis may start after us
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # wait for it; auth errors exit (workers.celery_app)
+# JSON only: a pickled message on a queue could run code in the worker.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_EVENT_SERIALIZER = "json"
+# Effects live in the database; nothing reads task results.
+CELERY_TASK_IGNORE_RESULT = True
+# Ack after the handler ran, and put the message back when its worker process
+# dies: with idempotent handlers this turns "maybe lost" into "maybe twice, applied once".
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Late acks keep prefetched messages unacked; a small window bounds what a
+# dying worker holds while still hiding the broker round trip.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4, minimum=1)
+# Celery 5.5+ soft shutdown: on SIGQUIT/SIGTERM (REMAP_SIGTERM=SIGQUIT) give
+# running tasks this long, then requeue what is unacked at once instead of
+# waiting out the visibility timeout.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 10.0)
+CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
+# One queue per topic, each behind its own direct exchange, so `-Q payments`
+# gives a worker exactly one topic.
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in TOPIC_QUEUES)
+CELERY_TASK_DEFAULT_QUEUE = "jobs"
+# Flower builds its view from task events.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = False  # would add a publish per event on the bridge's hot path
+
+LOGGING = logging_config(env_str("LOG_FORMAT", "text"), env_str("LOG_LEVEL", "INFO"))
+

@@ -1,0 +1,48 @@
+"""``make test``: the suite on SQLite, then the database tests on PostgreSQL.
+
+The PostgreSQL pass runs whenever a server answers at TEST_POSTGRES_URL
+(default postgresql://postgres@127.0.0.1:5432/test); with REQUIRE_POSTGRES=1
+(CI) a missing server fails the run instead of skipping the pass.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def postgres_available(url: str) -> str | None:
+    """None when reachable, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5):
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def pytest(args: list[str], **env: str) -> int:
+    print(f"\n=== pytest {' '.join(args)} ({', '.join(f'{k}={v}' for k, v in env.items())})", flush=True)
+    return subprocess.call([sys.executable, "-m", "pytest", *args], env={**os.environ, **env})
+
+
+def main(argv: list[str]) -> int:
+    url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    required = os.environ.get("REQUIRE_POSTGRES") == "1"
+    results = {"sqlite": pytest(argv, TEST_DB="sqlite")}
+    why_not = postgres_available(url)
+    if why_not is None:
+        results["postgres"] = pytest([*argv, "-m", "db"], TEST_DB="postgres")
+    elif required:
+        print(f"PostgreSQL is required (REQUIRE_POSTGRES=1) but {url} is not reachable: {why_not}", flush=True)
+        results["postgres"] = 1
+    else:
+        print(f"PostgreSQL pass skipped: {url} not reachable ({why_not})", flush=True)
+    print("\n=== make test: " + ", ".join(f"{k} {'ok' if v == 0 else f'FAILED ({v})'}" for k, v in results.items()))
+    return 0 if all(v == 0 for v in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,105 @@
+"""Entry point: ``python -m workers.bridge`` (``--check`` for the health check).
+
+Exit codes: 0 stopped by SIGTERM/SIGINT (or healthy, with --check), 1 unhealthy
+(--check), 2 bad configuration, 3 Redis refused the credentials. A
+configuration error is final, so it exits instead of retrying; a Redis that is
+down is waited for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import django
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _setup() -> None:
+    import workers  # noqa: F401 - puts backend/ on sys.path, sets DJANGO_SETTINGS_MODULE
+
+    django.setup()
+
+
+def build_bridge():
+    from django.conf import settings
+
+    from core.deadletters import build, record_many
+    from workers import envelope
+    from workers.celery_app import app
+    from workers.enqueue import enqueue_events
+    from workers.tasks import TOPIC_TASKS
+
+    from .loop import Bridge
+
+    # Zulip's rule: refuse to start a consumer for a queue nobody handles.
+    missing = [t for t in envelope.TOPICS if t not in TOPIC_TASKS]
+    if missing:
+        raise ImproperlyConfigured(f"no Celery task registered for topics {missing} (workers/tasks.py)")
+
+    def enqueue(events):
+        try:
+            enqueue_events(events)
+        except Exception:
+            # A broker connection that broke mid-batch must not be reused.
+            app.pool.force_close_all()
+            raise
+
+    def dead_letter(rows):
+        record_many([build(**row) for row in rows])
+
+    return Bridge(
+        url=settings.REDIS_URL,
+        topics=envelope.TOPICS,
+        enqueue=enqueue,
+        dead_letter=dead_letter,
+        name=settings.BRIDGE_NAME,
+        batch_size=settings.BRIDGE_BATCH_SIZE,
+        max_bytes=settings.EVENTS_MAX_BYTES,
+        journal_maxlen=settings.EVENTS_JOURNAL_MAXLEN,
+        claim_pending_ttl=settings.EVENTS_CLAIM_PENDING_TTL,
+        claim_ttl=settings.EVENTS_CLAIM_TTL,
+        heartbeat_ttl=settings.BRIDGE_HEARTBEAT_TTL,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.bridge", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="health check: exit 0 if a bridge is subscribed and alive")
+    args = parser.parse_args(argv)
+    try:
+        _setup()
+        from workers.preflight import CredentialsRefused
+
+        if args.check:
+            from .health import check
+
+            return check()
+        bridge = build_bridge()
+    except ImproperlyConfigured as exc:
+        print(f"bridge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CredentialsRefused as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 3
+
+    from django.conf import settings
+
+    if settings.BRIDGE_METRICS_PORT:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.BRIDGE_METRICS_PORT, addr=settings.BRIDGE_METRICS_ADDR)
+        logging.getLogger("workers.bridge").info("Metrics on :%d/metrics", settings.BRIDGE_METRICS_PORT)
+    signal.signal(signal.SIGTERM, bridge.stop)
+    signal.signal(signal.SIGINT, bridge.stop)
+    try:
+        return bridge.run()
+    except CredentialsRefused as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The bridge's Prometheus metrics (served when BRIDGE_METRICS_PORT is set).
+
+Counters are bumped once per batch, not per event, to keep the hot path short.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECEIVED = Counter("eclean_bridge_events_received", "Messages read from a topic channel or the journal", ["topic", "source"])
+ENQUEUED = Counter("eclean_bridge_events_enqueued", "Events enqueued as Celery tasks", ["topic"])
+DUPLICATES = Counter("eclean_bridge_events_duplicate", "Events skipped: already claimed (replayed or seen by another bridge)", ["topic"])
+REJECTED = Counter("eclean_bridge_events_rejected", "Messages refused and dead-lettered", ["topic", "reason"])
+REPLAYED = Counter("eclean_bridge_events_replayed", "Journal entries read while catching up after a gap", ["topic"])
+RECONNECTS = Counter("eclean_bridge_reconnects", "Times the bridge lost Redis and connected again")
+BATCH_SIZE = Histogram("eclean_bridge_batch_size", "Messages per flush", buckets=(1, 2, 5, 10, 50, 100, 250, 500, 1000, 2000))
+ENQUEUE_SECONDS = Histogram(
+    "eclean_bridge_enqueue_seconds",
+    "Time to claim and enqueue one batch",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+JOURNAL_LAG = Gauge(
+    "eclean_bridge_journal_lag_seconds", "Age of the newest journal entry not yet covered by the checkpoint", ["topic"]
+)
+SUBSCRIBED = Gauge("eclean_bridge_subscribed", "1 while subscribed to all topics")

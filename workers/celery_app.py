@@ -1,0 +1,51 @@
+"""The Celery app: ``celery -A workers worker`` finds it as ``workers.app``.
+
+All configuration lives in Django settings under the ``CELERY_`` prefix, each
+value beside the reason for it (backend/e_clean_backend/settings.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "e_clean_backend.settings")
+
+app = Celery("workers")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# The topic tasks are declared in one registry module, imported by every worker.
+app.conf.imports = ("workers.tasks",)
+
+log = logging.getLogger(__name__)
+
+
+@signals.setup_logging.connect
+def use_django_logging(**_):
+    """One log format for every process: Django's LOGGING (text, or JSON with
+    LOG_FORMAT=json), with topic/type/event_id on lines about an event."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
+
+
+@signals.worker_init.connect
+def refuse_wrong_credentials(**_):
+    """Exit at once, non-zero, when Redis refuses our credentials.
+
+    Celery retries broker connections forever (which we want while Redis is
+    starting), and kombu counts a refused password as a connection error: a
+    wrong password would be an endless, quiet retry loop. A Redis that is not
+    up yet is left to Celery's own retry.
+    """
+    from workers.preflight import CredentialsRefused, check_credentials
+
+    try:
+        check_credentials(app.conf.broker_url)
+    except CredentialsRefused as exc:
+        print(f"celery worker: {exc}", file=sys.stderr, flush=True)
+        os._exit(3)  # skip atexit handlers that would reconnect and log tracebacks

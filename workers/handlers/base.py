@@ -1,0 +1,59 @@
+"""What every topic's handlers share: applying an event once, and notifying."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, models, transaction
+
+from core.models import Notification, ProcessedEvent
+
+from ..envelope import Event
+from ..errors import NotYetCommitted
+
+Handler = Callable[[Event], None]
+
+
+def apply_once(event: Event, handler: Handler, attempts: int = 1) -> bool:
+    """Run ``handler`` and mark the event handled, in one transaction.
+
+    Returns False, doing nothing, when the event was already handled: a
+    redelivery, a replay or a duplicate enqueue. The mark is inserted first,
+    so a second worker on the same event waits on its row lock and then finds it.
+    """
+    with transaction.atomic():
+        try:
+            with transaction.atomic():  # savepoint: PostgreSQL aborts the outer one on IntegrityError
+                ProcessedEvent.objects.create(
+                    event_id=event.id, topic=event.topic, type=event.type, attempts=attempts
+                )
+        except IntegrityError:
+            return False
+        handler(event)
+    return True
+
+
+def existing(model: type[models.Model], pk: int, *, lock: bool = False) -> models.Model:
+    """The row, or NotYetCommitted: the publisher may not have committed it yet."""
+    qs = model.objects.select_for_update() if lock else model.objects
+    try:
+        return qs.get(pk=pk)
+    except model.DoesNotExist:
+        raise NotYetCommitted(f"{model.__name__} {pk} does not exist (yet)") from None
+
+
+def user(pk: int):
+    return existing(get_user_model(), pk)
+
+
+def notify(event: Event, users, title: str, message: str, kind: str | None = None) -> None:
+    """One notification per user for this event (users may repeat or be None)."""
+    seen = set()
+    rows = []
+    for u in users:
+        if u is None or u.pk in seen:
+            continue
+        seen.add(u.pk)
+        rows.append(Notification(user=u, kind=kind or event.type, title=title, message=message, event_id=event.id))
+    Notification.objects.bulk_create(rows)
