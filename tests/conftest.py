@@ -96,7 +96,11 @@ def redis_client(redis_server):
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    # Empty, except kombu's queue bindings: the in-process worker of
+    # tests/workers/test_tasks.py keeps running and relies on them.
+    stale = [k for k in client.scan_iter(count=1000) if not k.startswith(b"_kombu.binding.")]
+    for start in range(0, len(stale), 1000):
+        client.delete(*stale[start:start + 1000])
     yield client
     client.close()
 
@@ -132,3 +136,18 @@ def job(users):
     from core.models import Job
 
     return Job.objects.create(client=users["client"], title="Flat, 2 rooms")
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    """Django settings whose changes are undone after the test."""
+    from django.conf import settings as django_settings
+
+    class Settings:
+        def __getattr__(self, name):
+            return getattr(django_settings, name)
+
+        def __setattr__(self, name, value):
+            monkeypatch.setattr(django_settings, name, value)
+
+    return Settings()

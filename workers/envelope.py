@@ -158,6 +158,8 @@ def parse(topic: str, raw: bytes | str, max_bytes: int = DEFAULT_MAX_BYTES) -> E
         raise InvalidEvent("bad_envelope", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent("not_json", str(exc)) from None
+    except RecursionError:
+        raise InvalidEvent("too_deep", "JSON nested deeper than the decoder allows") from None
     try:
         event_id = str(uuid.UUID(env.id))
     except ValueError:
@@ -173,6 +175,8 @@ def parse(topic: str, raw: bytes | str, max_bytes: int = DEFAULT_MAX_BYTES) -> E
         data = _data_decoders[env.type].decode(env.data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidEvent("bad_data", f"{env.type}: {exc}", event_id) from None
+    except RecursionError:
+        raise InvalidEvent("too_deep", "JSON nested deeper than the decoder allows", event_id) from None
     if isinstance(data, PaymentData):
         try:
             data.decimal_amount
