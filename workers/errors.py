@@ -9,7 +9,6 @@ five times is still a bug, only later and noisier.
 from __future__ import annotations
 
 import redis
-from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
 
@@ -29,5 +28,4 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     InterfaceError,
     redis.ConnectionError,
     redis.TimeoutError,
-    SoftTimeLimitExceeded,  # a stuck query; a fresh attempt may get through
 )

@@ -42,10 +42,36 @@ def reset_deliveries(event_ids: list[str]) -> None:
         _client().delete(*(journal.deliveries_key(i) for i in event_ids))
 
 
+def _count_delivery(event_id: str) -> int:
+    """Count a delivery that has started; 0 when Redis cannot say.
+
+    Only a worker killed inside the handler leaves the count raised (every
+    normal ending clears it), so it counts deliveries that never finished.
+    Best effort on purpose: it only guards against poison events, and a Redis
+    hiccup here must not fail, and so ack, an event that was never handled.
+    """
+    key = journal.deliveries_key(event_id)
+    try:
+        with _client().pipeline(transaction=False) as pipe:
+            started, _ = pipe.incr(key).expire(key, settings.EVENTS_CLAIM_TTL).execute()
+        return started
+    except redis.RedisError as exc:
+        log.warning("Delivery count unavailable (%s)", exc, extra=event_fields(event_id=event_id))
+        return 0
+
+
+def _clear_deliveries(event_id: str) -> None:
+    try:
+        _client().delete(journal.deliveries_key(event_id))
+    except redis.RedisError:
+        pass  # expires with EVENTS_CLAIM_TTL
+
+
 class EventTask(Task):
     """Options every topic task shares; see settings for why each is set."""
 
     acks_late = True
+    acks_on_timeout = False
     reject_on_worker_lost = True
     ignore_result = True
     typing = False
@@ -96,30 +122,24 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
     )
     def run(self, message):
         event_id = self.request.id
-        counter = journal.deliveries_key(event_id)
-        # Counts deliveries that started but never finished: only a worker
-        # killed inside the handler leaves it raised. Bounded, so an event that
-        # kills its worker every time ends as a dead letter instead of a loop.
-        with _client().pipeline(transaction=False) as pipe:
-            started, _ = pipe.incr(counter).expire(counter, settings.EVENTS_CLAIM_TTL).execute()
+        started = _count_delivery(event_id)
         if started > settings.EVENTS_MAX_DELIVERIES:
+            # An event that kills its worker every time ends here, not in a loop.
             _dead_letter(self, topic, message, "worker_lost", RuntimeError(
-                f"delivered {started - 1} times without finishing: the worker died each time"))
-            _client().delete(counter)
+                f"delivered {started - 1} times without finishing: the worker died or hit the time limit each time"))
+            _clear_deliveries(event_id)
             return "dead-lettered"
+        event, fields = None, event_fields(topic, None, event_id)
         try:
             event = envelope.from_message(topic, message)
+            fields = event_fields(topic, event.type, event.id)
+            applied = apply_once(event, handlers[event.type], attempts=self.request.retries + 1)
         except envelope.InvalidEvent as exc:
-            _client().delete(counter)
+            _clear_deliveries(event_id)
             _dead_letter(self, topic, message, exc.reason, exc)
             raise
-        fields = event_fields(topic, event.type, event.id)
-        if event.id != event_id:
-            log.warning("Task id %s differs from the event id", event_id, extra=fields)
-        try:
-            applied = apply_once(event, handlers[event.type], attempts=self.request.retries + 1)
         except Exception as exc:
-            _client().delete(counter)
+            _clear_deliveries(event_id)
             if policy.should_retry(exc, self.request.retries):
                 countdown = policy.countdown(self.request.retries, settings.EVENTS_RETRY_BACKOFF_SCALE)
                 log.warning("Transient failure (%s), retry %d/%d in %.2fs", exc, self.request.retries + 1,
@@ -128,7 +148,7 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
             reason = "retries_exhausted" if isinstance(exc, policy.retry_on) else "permanent_error"
             _dead_letter(self, topic, message, reason, exc, event)
             raise
-        _client().delete(counter)
+        _clear_deliveries(event_id)
         log.info("Event handled" if applied else "Event already handled, skipped", extra=fields)
         return "handled" if applied else "duplicate"
 

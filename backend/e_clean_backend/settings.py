@@ -137,8 +137,15 @@ TOPIC_QUEUES = ("jobs", "notifications", "chat", "payments")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 # Tasks must finish well before the broker considers them lost; a killed
 # worker's unacked message comes back after the visibility timeout.
+# No soft time limit on purpose: SoftTimeLimitExceeded is raised at any
+# bytecode, also inside Django's transaction bookkeeping, and can leave a pool
+# process in a half-open transaction that holds SQLite's write lock. The hard
+# limit kills the process instead; the database rolls back cleanly.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=1)
-CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 5)
+# A task killed by the hard limit goes back on the queue like one whose worker
+# died; the delivery count (workers/tasks.py) dead-letters it after
+# EVENTS_MAX_DELIVERIES, so a hanging handler cannot loop and is not lost.
+CELERY_TASK_ACKS_ON_TIMEOUT = False
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT * 2, minimum=2)
 if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(

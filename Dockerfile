@@ -1,0 +1,29 @@
+# One image for every Python service of docker-compose.yml (migrate, web,
+# bridge, worker, flower); each service sets its own command.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=e_clean_backend.settings
+
+WORKDIR /app
+
+# A fixed, unprivileged uid/gid: files it must not change stay root's.
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
+
+# Requirements first, so a code change does not reinstall them.
+COPY requirements/base.txt requirements/base.txt
+RUN pip install -r requirements/base.txt
+
+# The code, owned by root and read-only for the app user; bytecode compiled
+# now because the app user cannot write __pycache__ at run time.
+COPY . .
+RUN python -m compileall -q backend workers
+
+USER app:app
+
+EXPOSE 8000
+CMD ["gunicorn", "--chdir", "backend", "--bind", "0.0.0.0:8000", "e_clean_backend.wsgi:application"]
