@@ -20,7 +20,8 @@ from pathlib import Path
 from .redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
-RUN_DIR = REPO / ".run"
+# Where the generated secrets, the SQLite file and Redis's AOF live.
+RUN_DIR = Path(os.environ.get("ECLEAN_RUN_DIR") or REPO / ".run")
 SECRETS = RUN_DIR / "secrets.env"
 
 

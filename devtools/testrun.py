@@ -10,6 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+TOTALS: Counter = Counter()
 
 
 def postgres_available(url: str) -> str | None:
@@ -25,7 +30,18 @@ def postgres_available(url: str) -> str | None:
 
 def pytest(args: list[str], **env: str) -> int:
     print(f"\n=== pytest {' '.join(args)} ({', '.join(f'{k}={v}' for k, v in env.items())})", flush=True)
-    return subprocess.call([sys.executable, "-m", "pytest", *args], env={**os.environ, **env})
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "junit.xml")
+        code = subprocess.call([sys.executable, "-m", "pytest", f"--junitxml={report}", *args],
+                               env={**os.environ, **env})
+        if os.path.exists(report):
+            suite = ET.parse(report).getroot()
+            suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+            tests, failures, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+            TOTALS["passed"] += tests - failures - errors - skipped
+            TOTALS["failed"] += failures + errors
+            TOTALS["skipped"] += skipped
+    return code
 
 
 def main(argv: list[str]) -> int:
@@ -41,6 +57,8 @@ def main(argv: list[str]) -> int:
     else:
         print(f"PostgreSQL pass skipped: {url} not reachable ({why_not})", flush=True)
     print("\n=== make test: " + ", ".join(f"{k} {'ok' if v == 0 else f'FAILED ({v})'}" for k, v in results.items()))
+    # The two passes together, as one closing line.
+    print(f"make test: {TOTALS['passed']} passed, {TOTALS['failed']} failed, {TOTALS['skipped']} skipped", flush=True)
     return 0 if all(v == 0 for v in results.values()) else 1
 
 

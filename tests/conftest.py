@@ -54,6 +54,7 @@ def pytest_configure(config):
         DATABASE_URL=database_url,
         DJANGO_SETTINGS_MODULE="e_clean_backend.settings",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(40),
+        DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1,testserver",  # testserver: Django's test client
         # Retries in milliseconds, a killed worker's task back in seconds.
         EVENTS_RETRY_BACKOFF_SCALE="0.01",
         CELERY_TASK_TIME_LIMIT="8",

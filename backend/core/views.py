@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
@@ -15,7 +16,7 @@ def healthz(request):
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - report any failure, do not raise
         checks["database"] = f"error: {type(exc).__name__}"
-    client = redis_config.client(socket_connect_timeout=2, socket_timeout=2)
+    client = redis_config.client(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()
         checks["redis"] = "ok"

@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
 
     if settings.BRIDGE_METRICS_PORT:
-        from prometheus_client import start_http_server
+        from .metrics import serve
 
-        start_http_server(settings.BRIDGE_METRICS_PORT, addr=settings.BRIDGE_METRICS_ADDR)
-        logging.getLogger("workers.bridge").info("Metrics on :%d/metrics", settings.BRIDGE_METRICS_PORT)
+        serve(settings.BRIDGE_METRICS_PORT, settings.BRIDGE_METRICS_ADDR)
+        logging.getLogger("workers.bridge").info(
+            "Metrics on http://%s:%d/metrics", settings.BRIDGE_METRICS_ADDR, settings.BRIDGE_METRICS_PORT)
     signal.signal(signal.SIGTERM, bridge.stop)
     signal.signal(signal.SIGINT, bridge.stop)
     try:
