@@ -59,3 +59,18 @@ def test_acl_user_with_special_password_works(tmp_path, redis_client, redis_serv
         assert proc.stop() == 0
         redis_client.acl_deluser("events")
     assert password not in proc.log()
+
+
+@pytest.mark.parametrize("command", [
+    ["-m", "celery", "-A", "workers", "worker"],
+    ["backend/manage.py", "migrate"],
+], ids=["worker", "manage.py"])
+def test_bad_configuration_is_one_line_for_every_process(command):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, *command], cwd=support.REPO, capture_output=True, text=True,
+                            timeout=60, env={**__import__("os").environ, "REDIS_URL": "", "REDIS_PORT": "abc"})
+    assert result.returncode == 2
+    assert "configuration error: REDIS_PORT must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr

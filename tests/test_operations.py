@@ -171,9 +171,10 @@ def test_make_run_as_a_person_would(tmp_path):
     stops everything, the Redis included."""
     ports = {"RUN_REDIS_PORT": free_port(), "WEB_PORT": free_port(), "FLOWER_PORT": free_port(),
              "BRIDGE_METRICS_PORT": free_port()}
+    # A new user's shell: none of the suite's own settings.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "DATABASE_URL", "DJANGO_SECRET_KEY", "CELERY_TASK_TIME_LIMIT",
-                        "CELERY_VISIBILITY_TIMEOUT")}
+           if k not in ("REDIS_URL", "DATABASE_URL", "DJANGO_SECRET_KEY")
+           and not k.startswith(("CELERY_", "EVENTS_", "BRIDGE_"))}
     env.update({k: str(v) for k, v in ports.items()})
     env["ECLEAN_RUN_DIR"] = str(tmp_path / "run")
     out_path = tmp_path / "make-run.log"

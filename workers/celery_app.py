@@ -12,8 +12,26 @@ import sys
 
 from celery import Celery, signals
 
+from . import broker_fixes
+
+broker_fixes.apply()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "e_clean_backend.settings")
 
+
+def _settings_or_exit() -> None:
+    """Load Django settings now: a bad value (``REDIS_PORT=abc``) is then one
+    line and exit 2 for the worker and Flower, not a traceback from inside Celery."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - evaluated for its side effect
+    except ImproperlyConfigured as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+_settings_or_exit()
 app = Celery("workers")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # The topic tasks are declared in one registry module, imported by every worker.

@@ -32,3 +32,33 @@ def enqueue_events(events: Iterable[Event], producer=None) -> int:
             amqp.send_task_message(prod, event.topic, message, queue=event.topic, routing_key=event.topic, retry=False)
             count += 1
     return count
+
+
+class BrokerLink:
+    """The bridge's own broker connection, replaced whenever a publish fails.
+
+    Not the app's shared producer pool: after a broken batch that pool would
+    hand the same dead connection out again, and closing it closes it for good.
+    """
+
+    def __init__(self):
+        self.connection = None
+        self.producer = None
+
+    def __call__(self, events) -> int:
+        if self.connection is None:
+            self.connection = app.connection_for_write()
+            self.producer = self.connection.Producer()
+        try:
+            return enqueue_events(events, producer=self.producer)
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.release()
+            except Exception:  # noqa: BLE001 - it is already broken; dropping it is the point
+                pass
+        self.connection = self.producer = None

@@ -141,7 +141,10 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
         except Exception as exc:
             _clear_deliveries(event_id)
             if policy.should_retry(exc, self.request.retries):
-                countdown = policy.countdown(self.request.retries, settings.EVENTS_RETRY_BACKOFF_SCALE)
+                # A retry waits on the worker as an unacked ETA message; past the
+                # visibility timeout Redis would hand it to a second worker.
+                countdown = min(policy.countdown(self.request.retries, settings.EVENTS_RETRY_BACKOFF_SCALE),
+                                settings.CELERY_VISIBILITY_TIMEOUT / 2)
                 log.warning("Transient failure (%s), retry %d/%d in %.2fs", exc, self.request.retries + 1,
                             policy.max_retries, countdown, extra=fields)
                 raise self.retry(exc=exc, countdown=countdown)

@@ -21,7 +21,7 @@ def event_fields(topic=None, type=None, event_id=None) -> dict:
 
 class TextFormatter(logging.Formatter):
     def __init__(self):
-        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        super().__init__("%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s")
 
     def format(self, record):
         line = super().format(record)

@@ -190,5 +190,18 @@ CELERY_TASK_DEFAULT_QUEUE = "jobs"
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = False  # would add a publish per event on the bridge's hot path
 
+# The bridge's audit (workers/bridge/audit.py) enqueues again a journaled event
+# that has neither an effect nor a dead letter this long after publishing. It
+# must exceed what keeps a task legitimately in flight: the visibility timeout
+# (a dead worker's tasks come back after it) and a retry's countdown (capped
+# below at half the visibility timeout).
+EVENTS_AUDIT_DELAY = env_int("EVENTS_AUDIT_DELAY", 2 * CELERY_VISIBILITY_TIMEOUT + 60, minimum=1)
+EVENTS_AUDIT_INTERVAL = env_int("EVENTS_AUDIT_INTERVAL", 10, minimum=1)
+if EVENTS_AUDIT_DELAY <= CELERY_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        "EVENTS_AUDIT_DELAY must be larger than CELERY_VISIBILITY_TIMEOUT, or the audit re-enqueues "
+        "tasks that are only waiting to come back from a dead worker"
+    )
+
 LOGGING = logging_config(env_str("LOG_FORMAT", "text"), env_str("LOG_LEVEL", "INFO"))
 

@@ -127,8 +127,11 @@ def effects(ids) -> tuple[int, int]:
 
 
 def exactly_once(ids, timeout=60):
-    wait_for(lambda: effects(ids)[0] == len(ids), timeout=timeout, interval=0.2,
-             what=f"{len(ids)} events handled (now {effects(ids)[0]})")
+    try:
+        wait_for(lambda: effects(ids)[0] == len(ids), timeout=timeout, interval=0.2, what=f"{len(ids)} events handled")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {effects(ids)[0]} handled, {ProcessedEvent.objects.count()} in all, "
+                             f"{len(set(ids))} distinct ids") from None
     time.sleep(0.3)
     handled, rows = effects(ids)
     assert handled == len(ids), "an event was handled twice or lost"
@@ -186,6 +189,18 @@ def test_worker_sigterm_with_tasks_in_flight(stack, users):
     assert time.monotonic() - started < settings.CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT + 15
     stack.worker()
     exactly_once(ids, timeout=60)
+
+
+def test_a_task_lost_by_the_broker_is_recovered_by_the_audit(stack, users, redis_client):
+    """The window no ack setting closes: a task popped (BRPOP) and gone before
+    the worker recorded it. Simulated by popping it ourselves."""
+    stack.bridge()
+    ids = publish(users["client"], 3)
+    wait_for(lambda: redis_client.llen("notifications") == 3, what="3 tasks queued")
+    assert redis_client.rpop("notifications")  # kombu consumes from the right: this one is gone
+    stack.worker()
+    exactly_once(ids, timeout=60)
+    assert "enqueued again (audit)" in stack.logs("bridge")
 
 
 def test_redis_restarted_mid_stream_with_aof(tmp_path, users, db):

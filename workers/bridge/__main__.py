@@ -28,8 +28,7 @@ def build_bridge():
 
     from core.deadletters import build, record_many
     from workers import envelope
-    from workers.celery_app import app
-    from workers.enqueue import enqueue_events
+    from workers.enqueue import BrokerLink
     from workers.tasks import TOPIC_TASKS
 
     from .loop import Bridge
@@ -39,21 +38,13 @@ def build_bridge():
     if missing:
         raise ImproperlyConfigured(f"no Celery task registered for topics {missing} (workers/tasks.py)")
 
-    def enqueue(events):
-        try:
-            enqueue_events(events)
-        except Exception:
-            # A broker connection that broke mid-batch must not be reused.
-            app.pool.force_close_all()
-            raise
-
     def dead_letter(rows):
         record_many([build(**row) for row in rows])
 
     return Bridge(
         url=settings.REDIS_URL,
         topics=envelope.TOPICS,
-        enqueue=enqueue,
+        enqueue=BrokerLink(),
         dead_letter=dead_letter,
         name=settings.BRIDGE_NAME,
         batch_size=settings.BRIDGE_BATCH_SIZE,
@@ -62,6 +53,8 @@ def build_bridge():
         claim_pending_ttl=settings.EVENTS_CLAIM_PENDING_TTL,
         claim_ttl=settings.EVENTS_CLAIM_TTL,
         heartbeat_ttl=settings.BRIDGE_HEARTBEAT_TTL,
+        audit_delay=settings.EVENTS_AUDIT_DELAY,
+        audit_interval=settings.EVENTS_AUDIT_INTERVAL,
     )
 
 

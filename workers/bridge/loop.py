@@ -25,6 +25,7 @@ import time
 from collections import Counter
 
 import redis
+from django.db import DatabaseError
 from kombu.exceptions import BatchPublishError, OperationalError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -36,6 +37,7 @@ from .. import envelope
 from ..journal import JOURNAL_FIELD, checkpoint_key, heartbeat_key, journal_key
 from ..preflight import CredentialsRefused
 from . import metrics
+from .audit import audit
 from .claims import Claims
 
 log = logging.getLogger("workers.bridge")
@@ -81,6 +83,8 @@ class Bridge:
         poll_timeout: float = 0.25,
         checkpoint_interval: float = 1.0,
         pong_timeout: float | None = None,
+        audit_delay: float = 300.0,
+        audit_interval: float = 10.0,
     ):
         self.url = url
         self.topics = topics
@@ -97,6 +101,9 @@ class Bridge:
         self.checkpoint_interval = checkpoint_interval
         options = redis_config.connection_options()
         self.pong_timeout = pong_timeout or options["health_check_interval"] + 5
+        self.audit_delay = audit_delay
+        self.audit_interval = audit_interval
+        self._next_audit = time.monotonic() + audit_interval
         self.shutdown = False
         self.client: redis.Redis | None = None
         self.pubsub = None
@@ -349,6 +356,15 @@ class Bridge:
             self.pubsub.ping(marker)
             self._ping = (marker, last, now)
         self._heartbeat()
+        if now >= self._next_audit:
+            self._next_audit = now + self.audit_interval
+            self._audit()
+
+    def _audit(self) -> None:
+        try:
+            self.stats["recovered"] += audit(self.client, self.name, self.topics, self.enqueue, self.audit_delay)
+        except DatabaseError as exc:
+            log.warning("Audit skipped: database unavailable (%s)", _one_line(exc))
 
     def _on_pong(self, data: bytes) -> None:
         if self._ping is None or data.decode() != self._ping[0]:

@@ -10,6 +10,7 @@ ENQUEUED = Counter("eclean_bridge_events_enqueued", "Events enqueued as Celery t
 DUPLICATES = Counter("eclean_bridge_events_duplicate", "Events skipped: already claimed (replayed or seen by another bridge)", ["topic"])
 REJECTED = Counter("eclean_bridge_events_rejected", "Messages refused and dead-lettered", ["topic", "reason"])
 REPLAYED = Counter("eclean_bridge_events_replayed", "Journal entries read while catching up after a gap", ["topic"])
+RECOVERED = Counter("eclean_bridge_events_recovered", "Journaled events enqueued again by the audit: they had no effect", ["topic"])
 RECONNECTS = Counter("eclean_bridge_reconnects", "Times the bridge lost Redis and connected again")
 BATCH_SIZE = Histogram("eclean_bridge_batch_size", "Messages per flush", buckets=(1, 2, 5, 10, 50, 100, 250, 500, 1000, 2000))
 ENQUEUE_SECONDS = Histogram(

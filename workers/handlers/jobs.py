@@ -18,8 +18,18 @@ _FINAL = {Job.Status.COMPLETED, Job.Status.CANCELLED}
 
 
 def _job(event: Event) -> Job:
-    job = existing(Job, event.data.job_id, lock=True)
-    return job
+    # Locked: two events about one job (accepted, then completed) apply in turn.
+    return existing(Job, event.data.job_id, lock=True)
+
+
+def _close(event: Event, status: str, refused_from: str) -> None:
+    """Complete or cancel: a final state, refused from the other final state."""
+    job = _job(event)
+    if job.status == refused_from:
+        raise PermanentError(f"job {job.pk} is {job.status}; it cannot become {status}")
+    job.status = status
+    job.save(update_fields=["status", "updated_at"])
+    notify(event, [job.client, job.cleaner], f"Job {status}", f"The job “{job.title}” is {status}.")
 
 
 def job_created(event: Event) -> None:
@@ -43,21 +53,11 @@ def job_accepted(event: Event) -> None:
 
 
 def job_completed(event: Event) -> None:
-    job = _job(event)
-    if job.status == Job.Status.CANCELLED:
-        raise PermanentError(f"job {job.pk} is cancelled; it cannot be completed")
-    job.status = Job.Status.COMPLETED
-    job.save(update_fields=["status", "updated_at"])
-    notify(event, [job.client, job.cleaner], "Job completed", f"The job “{job.title}” is completed.")
+    _close(event, Job.Status.COMPLETED, refused_from=Job.Status.CANCELLED)
 
 
 def job_cancelled(event: Event) -> None:
-    job = _job(event)
-    if job.status == Job.Status.COMPLETED:
-        raise PermanentError(f"job {job.pk} is completed; it cannot be cancelled")
-    job.status = Job.Status.CANCELLED
-    job.save(update_fields=["status", "updated_at"])
-    notify(event, [job.client, job.cleaner], "Job cancelled", f"The job “{job.title}” was cancelled.")
+    _close(event, Job.Status.CANCELLED, refused_from=Job.Status.COMPLETED)
 
 
 HANDLERS = {

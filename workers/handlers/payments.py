@@ -11,7 +11,7 @@ from .base import existing, notify
 
 TOPIC = "payments"
 # Money: retry longer before giving up, a lost payment update costs support time.
-RETRY = RetryPolicy(max_retries=8, backoff_min=2.0, backoff_max=300.0)
+RETRY = RetryPolicy(max_retries=8, backoff_min=2.0, backoff_max=60.0)
 
 
 def _record(event: Event, status: str) -> tuple[Payment, Job]:
