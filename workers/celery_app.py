@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from celery import Celery, signals
 
@@ -31,7 +32,10 @@ def _settings_or_exit() -> None:
         sys.exit(2)
 
 
-_settings_or_exit()
+# Only for the celery command (worker, flower, inspect ...): importing
+# `workers` elsewhere keeps Django's lazy settings.
+if Path(sys.argv[0]).name == "celery" or Path(sys.argv[0]).parent.name == "celery":
+    _settings_or_exit()
 app = Celery("workers")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # The topic tasks are declared in one registry module, imported by every worker.

@@ -43,18 +43,20 @@ def reset_deliveries(event_ids: list[str]) -> None:
 
 
 def _count_delivery(event_id: str) -> int:
-    """Count a delivery that has started; 0 when Redis cannot say.
+    """Count a delivery of a message that came back to the queue; 0 when
+    Redis cannot say.
 
-    Only a worker killed inside the handler leaves the count raised (every
-    normal ending clears it), so it counts deliveries that never finished.
-    Best effort on purpose: it only guards against poison events, and a Redis
-    hiccup here must not fail, and so ack, an event that was never handled.
+    Only called for redelivered messages (kombu flags every message it puts
+    back: worker lost, time limit, visibility timeout, shutdown), so a first
+    delivery costs no Redis round trip. Best effort on purpose: it only guards
+    against poison events, and a Redis hiccup here must not fail, and so ack,
+    an event that was never handled.
     """
     key = journal.deliveries_key(event_id)
     try:
         with _client().pipeline(transaction=False) as pipe:
-            started, _ = pipe.incr(key).expire(key, settings.EVENTS_CLAIM_TTL).execute()
-        return started
+            returned, _ = pipe.incr(key).expire(key, settings.EVENTS_CLAIM_TTL).execute()
+        return returned
     except redis.RedisError as exc:
         log.warning("Delivery count unavailable (%s)", exc, extra=event_fields(event_id=event_id))
         return 0
@@ -122,7 +124,11 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
     )
     def run(self, message):
         event_id = self.request.id
-        started = _count_delivery(event_id)
+        # Messages come back when their worker dies or hits the time limit;
+        # one that keeps coming back without finishing is poison.
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        started = 1 + _count_delivery(event_id) if redelivered else 1
+        tracked = redelivered or self.request.retries > 0  # a count may exist from earlier deliveries
         if started > settings.EVENTS_MAX_DELIVERIES:
             # An event that kills its worker every time ends here, not in a loop.
             _dead_letter(self, topic, message, "worker_lost", RuntimeError(
@@ -135,11 +141,13 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
             fields = event_fields(topic, event.type, event.id)
             applied = apply_once(event, handlers[event.type], attempts=self.request.retries + 1)
         except envelope.InvalidEvent as exc:
-            _clear_deliveries(event_id)
+            if tracked:
+                _clear_deliveries(event_id)
             _dead_letter(self, topic, message, exc.reason, exc)
             raise
         except Exception as exc:
-            _clear_deliveries(event_id)
+            if tracked:
+                _clear_deliveries(event_id)
             if policy.should_retry(exc, self.request.retries):
                 # A retry waits on the worker as an unacked ETA message; past the
                 # visibility timeout Redis would hand it to a second worker.
@@ -151,7 +159,8 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
             reason = "retries_exhausted" if isinstance(exc, policy.retry_on) else "permanent_error"
             _dead_letter(self, topic, message, reason, exc, event)
             raise
-        _clear_deliveries(event_id)
+        if tracked:
+            _clear_deliveries(event_id)
         log.info("Event handled" if applied else "Event already handled, skipped", extra=fields)
         return "handled" if applied else "duplicate"
 

@@ -120,9 +120,11 @@ EVENTS_CLAIM_TTL = env_int("EVENTS_CLAIM_TTL", 7 * 24 * 3600, minimum=60)
 # How long a claim taken but not yet confirmed as enqueued protects the event;
 # after that a bridge that died mid-batch no longer blocks the replay.
 EVENTS_CLAIM_PENDING_TTL = env_int("EVENTS_CLAIM_PENDING_TTL", 30, minimum=1)
-# Deliveries of one attempt that did not finish (worker killed) before the
-# event is dead-lettered instead of killing the next worker too.
-EVENTS_MAX_DELIVERIES = env_int("EVENTS_MAX_DELIVERIES", 3, minimum=1)
+# Deliveries of one attempt before the event is dead-lettered instead of
+# killing the next worker too: the first plus the times the message came back
+# unfinished (worker killed, time limit, or requeued at a worker's shutdown;
+# the margin lets a prefetched event survive a few restarts in a row).
+EVENTS_MAX_DELIVERIES = env_int("EVENTS_MAX_DELIVERIES", 5, minimum=1)
 # Scale every retry countdown; tests set it low so backoff takes milliseconds.
 EVENTS_RETRY_BACKOFF_SCALE = env_float("EVENTS_RETRY_BACKOFF_SCALE", 1.0)
 BRIDGE_NAME = env_str("BRIDGE_NAME", "bridge")
@@ -186,8 +188,15 @@ CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 # gives a worker exactly one topic.
 CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in TOPIC_QUEUES)
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
-# Flower builds its view from task events.
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Flower builds its view from task events, so they are on from the start:
+# every event shows as a task. They cost the worker's main process a publish
+# per task state (about 40% of it in bench/); a deployment without Flower can
+# turn them off (Flower, when it runs, switches them back on every 5 s).
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
+# Celery's Django fixup closes the database connection around every task
+# unless it may reuse it: reusing it 1000 times took end-to-end PostgreSQL
+# from ~115 to ~290 events/s in bench/.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_TASK_SEND_SENT_EVENT = False  # would add a publish per event on the bridge's hot path
 
 # The bridge's audit (workers/bridge/audit.py) enqueues again a journaled event

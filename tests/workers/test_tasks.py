@@ -11,7 +11,6 @@ import pytest
 from django.db import OperationalError
 
 from core.models import DeadLetter, Notification, ProcessedEvent
-from workers import journal
 from workers.handlers import jobs
 
 from ..support import envelope, wait_for
@@ -104,19 +103,3 @@ def test_invalid_task_argument_is_dead_lettered_not_retried(celery_session_app, 
     send(celery_session_app, "jobs", message)
     letter = wait_for(lambda: dead_letter(message["id"]), what="dead letter")
     assert (letter.reason, letter.attempts) == ("wrong_topic", 1)
-
-
-def test_an_event_that_keeps_killing_workers_is_dead_lettered(celery_session_app, celery_session_worker, job,
-                                                                redis_client):
-    """Deliveries that never finished are counted; past the limit the next
-    delivery dead-letters instead of running the handler again. (The real
-    SIGKILL version is in tests/chaos.)"""
-    from django.conf import settings
-
-    message = envelope("job.created", {"job_id": job.pk})
-    redis_client.set(journal.deliveries_key(message["id"]), settings.EVENTS_MAX_DELIVERIES)
-    send(celery_session_app, "jobs", message)
-    letter = wait_for(lambda: dead_letter(message["id"]), what="dead letter")
-    assert letter.reason == "worker_lost"
-    assert not Notification.objects.filter(event_id=message["id"]).exists()
-    assert redis_client.get(journal.deliveries_key(message["id"])) is None

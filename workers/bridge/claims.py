@@ -6,6 +6,10 @@ first *pending* (our token, short TTL) and becomes *done* once the broker has
 the task. A bridge that dies between the two leaves a pending claim that
 expires, so the journal replay can still enqueue the event; a bridge retrying
 its own failed batch finds its own token and goes ahead.
+
+Confirmations ride along with the next batch's claims (one Lua call, one
+round trip per batch); :meth:`Claims.flush` sends them alone when the bridge
+goes idle or stops.
 """
 
 from __future__ import annotations
@@ -14,26 +18,25 @@ import secrets
 
 from ..journal import claim_key
 
-# One round trip for a whole batch. Returns 1 where the caller holds the claim.
+# KEYS: the keys to confirm, then the keys to claim.
+# ARGV: token, pending TTL, done TTL, how many of KEYS are confirmations.
+# Returns 1 for each claimed key this bridge holds, 0 where another does.
 _CLAIM = """
+local n_confirm = tonumber(ARGV[4])
+for i = 1, n_confirm do
+  redis.call('SET', KEYS[i], 'done', 'EX', ARGV[3])
+end
 local out = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('SET', key, ARGV[1], 'NX', 'EX', ARGV[2]) then
-    out[i] = 1
-  elseif redis.call('GET', key) == ARGV[1] then
-    out[i] = 1
+for i = n_confirm + 1, #KEYS do
+  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[2]) then
+    out[#out + 1] = 1
+  elseif redis.call('GET', KEYS[i]) == ARGV[1] then
+    out[#out + 1] = 1
   else
-    out[i] = 0
+    out[#out + 1] = 0
   end
 end
 return out
-"""
-
-_CONFIRM = """
-for _, key in ipairs(KEYS) do
-  redis.call('SET', key, 'done', 'EX', ARGV[1])
-end
-return #KEYS
 """
 
 
@@ -42,17 +45,25 @@ class Claims:
         self.token = secrets.token_hex(8)
         self.pending_ttl = pending_ttl
         self.done_ttl = done_ttl
-        self._claim = client.register_script(_CLAIM)
-        self._confirm = client.register_script(_CONFIRM)
+        self._script = client.register_script(_CLAIM)
+        self._to_confirm: list[str] = []
 
     def take(self, event_ids: list[str]) -> list[bool]:
-        """Try to claim each id; True where this bridge may enqueue it."""
-        if not event_ids:
+        """Try to claim each id; True where this bridge may enqueue it.
+        Sends the confirmations waiting from the previous batch too."""
+        if not event_ids and not self._to_confirm:
             return []
-        keys = [claim_key(i) for i in event_ids]
-        return [bool(x) for x in self._claim(keys=keys, args=[self.token, self.pending_ttl])]
+        confirm = [claim_key(i) for i in self._to_confirm]
+        keys = confirm + [claim_key(i) for i in event_ids]
+        result = self._script(keys=keys, args=[self.token, self.pending_ttl, self.done_ttl, len(confirm)])
+        self._to_confirm = []
+        return [bool(x) for x in result]
 
     def confirm(self, event_ids: list[str]) -> None:
-        """Mark ids as enqueued for ``done_ttl`` (longer than the journal's reach)."""
-        if event_ids:
-            self._confirm(keys=[claim_key(i) for i in event_ids], args=[self.done_ttl])
+        """Mark ids as enqueued (for ``done_ttl``, longer than the journal's
+        reach) with the next :meth:`take` or :meth:`flush`."""
+        self._to_confirm.extend(event_ids)
+
+    def flush(self) -> None:
+        if self._to_confirm:
+            self.take([])

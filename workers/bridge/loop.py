@@ -114,6 +114,7 @@ class Bridge:
         self._checkpoint_due: dict[str, bytes] | None = None
         self._next_tick = 0.0
         self._marker = 0
+        self._heard_at = 0.0
         self.stats = Counter()
 
     # --- life cycle -------------------------------------------------------------
@@ -180,6 +181,7 @@ class Bridge:
                 self._take(msg)
         self._ping = None
         self._checkpoint_due = None
+        self._heard_at = time.monotonic()
         metrics.SUBSCRIBED.set(1)
         log.info(READY_MESSAGE, list(self.topics))
         if self.pending:
@@ -209,6 +211,7 @@ class Bridge:
                     break
                 self._take(msg)
             self.flush()
+            self.claims.flush()
             self._write_checkpoint_if_due()
             log.info("Event bridge stopped cleanly: %s", dict(self.stats))
         except (redis.RedisError, OSError, *_BrokerError) as exc:
@@ -220,7 +223,12 @@ class Bridge:
     def _serve(self) -> None:
         get = self.pubsub.get_message
         while not self.shutdown:
-            msg = get(timeout=self.poll_timeout)
+            msg = get(timeout=0)
+            if msg is None:
+                self.claims.flush()  # idle: confirm the last batch's claims before waiting
+                msg = get(timeout=self.poll_timeout)
+            if msg is not None:
+                self._heard_at = time.monotonic()
             while msg is not None:
                 self._take(msg)
                 if len(self.pending) >= self.batch_size:
@@ -347,7 +355,9 @@ class Bridge:
         now = time.monotonic()
         self._next_tick = now + self.checkpoint_interval
         if self._ping is not None:
-            if now - self._ping[2] > self.pong_timeout:
+            # Behind a backlog the PONG waits its turn: only silence (nothing
+            # read since the PING) means a dead connection.
+            if now - max(self._ping[2], self._heard_at) > self.pong_timeout:
                 raise redis.TimeoutError(f"no PONG on the subscription for {self.pong_timeout:.0f}s")
         else:
             last = self._last_ids()

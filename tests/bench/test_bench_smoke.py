@@ -1,0 +1,59 @@
+"""Smoke test of the benchmark harness (``make bench``) in --quick mode.
+
+Not a timed test: nothing here asserts on speed, only that every row runs,
+delivers everything it published, and that the results are printed and written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _postgres_reachable() -> bool:
+    url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
+
+
+@pytest.mark.timeout(240)
+def test_quick_run_prints_the_table_and_writes_every_row(tmp_path):
+    rows = ["old", "naive", "bridge", "e2e-sqlite"]
+    if _postgres_reachable():
+        rows.append("e2e-postgres")
+    # The suite's own Redis/database variables must not leak into the harness:
+    # it starts its own Redis and databases (and strips these itself too).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REDIS_", "DATABASE_", "CELERY_", "EVENTS_", "BRIDGE_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--rows", ",".join(rows), "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=220,
+    )
+    assert result.returncode == 0, f"bench failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    out = result.stdout
+    assert "| row | events/s |" in out
+    for label in ("old loop", "naive bridge", "our bridge", "end to end, SQLite WAL"):
+        assert label in out
+    doc = json.loads((tmp_path / "latest.json").read_text())
+    assert (tmp_path / "latest.md").read_text().startswith("# E-Clean events benchmark")
+    assert set(doc["rows"]) == {"publisher", *rows}
+    for row, data in doc["rows"].items():
+        median = data["median"]
+        assert median["events_per_s"] > 0, f"{row}: no throughput"
+        assert median["lost"] == 0, f"{row}: {median['lost']} events lost"
+    assert doc["runs_per_row"] == 1
+    assert doc["machine"]["redis-server"]
+    assert {t["target"] for t in doc["targets"]}, "targets are evaluated"
