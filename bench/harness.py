@@ -21,8 +21,6 @@ from devtools.redis_server import RedisServer, free_port
 from . import events, report
 from .db import PostgresDatabase, SqliteDatabase
 from .observe import QueueDrainer
-from .variants import ALL as VARIANTS
-from .variants import BRIDGE_VARIANTS
 from .procs import REPO, Proc, clean_env, peak_rss_mb, python
 
 ROWS = ("publisher", "old", "naive", "bridge", "e2e-sqlite", "e2e-postgres")
@@ -211,8 +209,6 @@ def run_row(ctx: Context, row: str, run_no: int, profile: bool = False) -> dict:
                                   "client-output-buffer-limit"]}
             client.close()
         env = ctx.env(server.url, database.url if database else "sqlite:///" + str(rundir / "unused.sqlite3"))
-        if ctx.args.variant:
-            env.update(BENCH_VARIANT=",".join(ctx.args.variant), DJANGO_SETTINGS_MODULE="bench.variant_settings")
         sampler = BufferSampler(server.url)
         try:
             if database and row != "publisher":
@@ -228,8 +224,7 @@ def run_row(ctx: Context, row: str, run_no: int, profile: bool = False) -> dict:
                 target.wait_log("Naive bridge ready")
             elif row in ("bridge", "e2e-sqlite", "e2e-postgres"):
                 metrics_port = free_port()
-                command = ("bench.variants" if set(ctx.args.variant) & set(BRIDGE_VARIANTS) else "workers.bridge")
-                target = Proc("bridge", python("-m", command), rundir,
+                target = Proc("bridge", python("-m", "workers.bridge"), rundir,
                               {**env, "BRIDGE_METRICS_PORT": str(metrics_port)})
                 procs.append(target)
                 target.wait_log(BRIDGE_READY)
@@ -411,9 +406,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", default=",".join(SELECTABLE),
                         help=f"comma-separated subset of {','.join(SELECTABLE)} (the publisher row always runs)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results directory")
-    parser.add_argument("--variant", default="",
-                        help=f"measure proposed changes (comma-separated: {', '.join(VARIANTS)}); see bench/variants.py. "
-                             "Results go to variant-<names>.md/json, not latest.*")
     parser.add_argument("--profile", action="store_true",
                         help="after the measured runs, one more run of our bridge under py-spy (not counted)")
     args = parser.parse_args(argv)
@@ -427,10 +419,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.runs < 1 or (args.events is not None and args.events < 1):
         parser.error("--runs and --events must be positive")
     args.out = args.out.resolve()
-    args.variant = [v.strip() for v in args.variant.split(",") if v.strip()]
-    bad = [v for v in args.variant if v not in VARIANTS]
-    if bad:
-        parser.error(f"unknown variants {bad}; choose from {', '.join(VARIANTS)}")
     return args
 
 

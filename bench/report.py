@@ -137,7 +137,6 @@ def build(args, sizes, results, skipped, machine, profile, phases) -> dict:
         "command": "python -m bench " + " ".join(_argv(args)),
         "runs_per_row": args.runs,
         "quick": args.quick,
-        "variant": args.variant,
         "rows": rows,
         "runs": results,
         "skipped": skipped,
@@ -159,8 +158,6 @@ def _argv(args) -> list[str]:
     if args.events:
         out += ["--events", str(args.events)]
     out += ["--runs", str(args.runs), "--rows", ",".join(r for r in args.rows if r != "publisher")]
-    if args.variant:
-        out += ["--variant", ",".join(args.variant)]
     return out
 
 
@@ -208,9 +205,8 @@ def _notes(doc: dict) -> str:
 
 
 def render_console(doc: dict) -> str:
-    variant = f" — VARIANT {'+'.join(doc['variant'])} (bench/variants.py)" if doc.get("variant") else ""
     parts = ["", f"E-Clean events benchmark — {doc['generated']} — {doc['machine'].get('cpu_model')} "
-             f"({doc['machine'].get('cpus')} cores){variant}", "", table(doc), "", _notes(doc), "", "Targets:",
+             f"({doc['machine'].get('cpus')} cores)", "", table(doc), "", _notes(doc), "", "Targets:",
              targets_text(doc)]
     for row, why in doc["skipped"].items():
         parts.append(f"- skipped {row}: {why}")
@@ -219,7 +215,7 @@ def render_console(doc: dict) -> str:
 
 def markdown(doc: dict) -> str:
     m = doc["machine"]
-    title = "# E-Clean events benchmark" + (f" — variant {'+'.join(doc['variant'])}" if doc.get("variant") else "")
+    title = "# E-Clean events benchmark"
     parts = [title, "", f"`{doc['command']}` — {doc['generated']}", "",
              table(doc), "", _notes(doc), "", "## Targets", "", targets_text(doc), ""]
     if doc["skipped"]:
@@ -257,13 +253,12 @@ def markdown(doc: dict) -> str:
 
 
 def write(doc: dict, out: Path) -> str:
-    """Write ``latest.md``/``latest.json`` and a timestamped JSON (``variant-…``
-    names for --variant runs, so they never replace the baseline); return the name."""
+    """Write ``latest.md``/``latest.json`` and a timestamped JSON; return the name."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = doc["generated"].replace(":", "").replace("-", "").replace("+0000", "Z")
-    base = "variant-" + "+".join(doc["variant"]) if doc.get("variant") else "latest"
+    base = "latest"
     blob = json.dumps(doc, indent=2, default=str)
-    for name in (f"{base}.json", f"{stamp}{'-' + base if base != 'latest' else ''}.json"):
+    for name in (f"{base}.json", f"{stamp}.json"):
         tmp = out / f"{name}.tmp"
         tmp.write_text(blob)
         tmp.replace(out / name)
