@@ -12,6 +12,8 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from devtools.procs import postgres_unavailable
+
 from .observe import CHANNEL, PostgresCommits, SqliteCommits
 from .procs import REPO, python
 
@@ -127,13 +129,7 @@ class PostgresDatabase(Database):
 
     @staticmethod
     def unavailable(admin_url: str) -> str | None:
-        try:
-            import psycopg
-
-            with psycopg.connect(admin_url, connect_timeout=5):
-                return None
-        except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-            return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return postgres_unavailable(admin_url)
 
     def prepare(self, env: dict[str, str]) -> None:
         super().prepare(env)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from devtools.procs import stop_group
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,19 +55,7 @@ class Proc:
             time.sleep(0.05)
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            except ProcessLookupError:
-                pass
-        try:  # pool processes left in the group
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        stop_group(self.proc, timeout)
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream:
                 stream.close()

@@ -14,18 +14,9 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 
+from devtools.procs import postgres_unavailable
+
 TOTALS: Counter = Counter()
-
-
-def postgres_available(url: str) -> str | None:
-    """None when reachable, else why not."""
-    try:
-        import psycopg
-
-        with psycopg.connect(url, connect_timeout=5):
-            return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
 def pytest(args: list[str], **env: str) -> int:
@@ -48,7 +39,7 @@ def main(argv: list[str]) -> int:
     url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     required = os.environ.get("REQUIRE_POSTGRES") == "1"
     results = {"sqlite": pytest(argv, TEST_DB="sqlite")}
-    why_not = postgres_available(url)
+    why_not = postgres_unavailable(url)
     if why_not is None:
         results["postgres"] = pytest([*argv, "-m", "db"], TEST_DB="postgres")
     elif required:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+
+from devtools.procs import stop_group
 
 REPO = Path(__file__).resolve().parent.parent
 READY = "Event bridge ready, listening to topics: ['jobs', 'notifications', 'chat', 'payments']"
@@ -67,22 +68,9 @@ class Proc:
         return self.proc.wait(timeout)
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            except ProcessLookupError:
-                pass
-        # Reap any grandchildren (pool processes) left in the group.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        code = stop_group(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 def bridge(log_dir: Path, name: str = "bridge", env: dict | None = None) -> Proc:

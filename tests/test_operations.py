@@ -9,13 +9,12 @@ import re
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 import requests
 from django.test import Client
 
-from core.models import DeadLetter, Job, ProcessedEvent
+from core.models import Job, ProcessedEvent
 from devtools.redis_server import free_port
 
 from . import support

@@ -22,7 +22,7 @@ from devtools.redis_server import RedisServer
 from workers import journal
 
 from .. import support
-from ..support import envelope, publish_raw, wait_for
+from ..support import publish_raw, wait_for
 
 pytestmark = [pytest.mark.db, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(150)]
 FAULTY = ("-A", "tests.chaos.faulty")
