@@ -1,9 +1,14 @@
 from django.contrib import admin
 from django.urls import path
 
-from core import views
+from core import api, views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("api/jobs", api.create_job),
+    path("api/jobs/<int:job_id>/<str:action>", api.job_action),
+    path("api/payments", api.payment),
+    path("api/chat", api.chat),
+    path("api/notifications", api.notifications),
 ]

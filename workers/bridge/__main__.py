@@ -49,7 +49,6 @@ def build_bridge():
         name=settings.BRIDGE_NAME,
         batch_size=settings.BRIDGE_BATCH_SIZE,
         max_bytes=settings.EVENTS_MAX_BYTES,
-        journal_maxlen=settings.EVENTS_JOURNAL_MAXLEN,
         claim_pending_ttl=settings.EVENTS_CLAIM_PENDING_TTL,
         claim_ttl=settings.EVENTS_CLAIM_TTL,
         heartbeat_ttl=settings.BRIDGE_HEARTBEAT_TTL,

@@ -76,7 +76,6 @@ class Bridge:
         name: str = "bridge",
         batch_size: int = 500,
         max_bytes: int = envelope.DEFAULT_MAX_BYTES,
-        journal_maxlen: int = 100_000,
         claim_pending_ttl: int = 30,
         claim_ttl: int = 7 * 24 * 3600,
         heartbeat_ttl: int = 30,
@@ -93,7 +92,6 @@ class Bridge:
         self.name = name
         self.batch_size = batch_size
         self.max_bytes = max_bytes
-        self.journal_maxlen = journal_maxlen
         self.claim_pending_ttl = claim_pending_ttl
         self.claim_ttl = claim_ttl
         self.heartbeat_ttl = heartbeat_ttl
