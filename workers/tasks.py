@@ -80,6 +80,20 @@ class EventTask(Task):
 
 
 def _dead_letter(task, topic, message, reason, exc, event=None):
+    """Store the dead letter; if the database cannot take it either, keep the
+    event: a new attempt is scheduled instead of acking it with no trace."""
+    from django.db import DatabaseError
+
+    try:
+        _store_dead_letter(task, topic, message, reason, exc, event)
+    except DatabaseError as db_exc:
+        countdown = settings.CELERY_VISIBILITY_TIMEOUT / 2
+        log.error("Could not store the dead letter (%s); trying the event again in %.0fs", db_exc, countdown,
+                  extra=event_fields(topic, event.type if event else None, task.request.id))
+        raise task.retry(exc=db_exc, countdown=countdown, max_retries=task.request.retries + 1) from None
+
+
+def _store_dead_letter(task, topic, message, reason, exc, event=None):
     from core.deadletters import record
 
     event_id = event.id if event else task.request.id

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from functools import wraps
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import JsonResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -52,6 +52,8 @@ def staff_json(view):
             return JsonResponse({"error": exc.reason, "detail": exc.detail}, status=400)
         except (KeyError, TypeError, ValueError) as exc:
             return JsonResponse({"error": "bad request", "detail": str(exc)}, status=400)
+        except IntegrityError as exc:  # e.g. a client_id with no user
+            return JsonResponse({"error": "bad reference", "detail": str(exc)}, status=400)
 
     return wrapper
 

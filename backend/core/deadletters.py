@@ -31,7 +31,8 @@ def as_text(payload: bytes | str) -> str:
         text = payload[:PAYLOAD_KEEP].decode("utf-8", "backslashreplace")
     if len(text) > PAYLOAD_KEEP:
         text = text[:PAYLOAD_KEEP] + f"... [truncated, {len(payload)} in all]"
-    return text
+    # PostgreSQL text cannot hold NUL; escaped like the other non-text bytes.
+    return text.replace("\x00", "\\x00")
 
 
 def build(*, topic, stage, reason, payload, detail="", event_id=None, event_type=None, traceback="", attempts=0):
@@ -39,7 +40,7 @@ def build(*, topic, stage, reason, payload, detail="", event_id=None, event_type
         topic=topic,
         stage=stage,
         reason=reason,
-        detail=detail[:10_000],
+        detail=detail[:10_000].replace("\x00", "\\x00"),
         payload=as_text(payload),
         event_id=event_id or "",
         event_type=event_type or "",

@@ -54,6 +54,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "e_clean_backend.urls"
+# Django's debug page hides settings named like secrets; ours carry the Redis
+# password inside URLs (REDIS_URL, CELERY_BROKER_URL), so hide *_URL too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "e_clean_backend.reporting.HideUrlsFilter"
 WSGI_APPLICATION = "e_clean_backend.wsgi.application"
 
 TEMPLATES = [

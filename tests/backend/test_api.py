@@ -86,3 +86,17 @@ def test_bad_input_is_a_400_and_publishes_nothing(staff, redis_client, path, bod
 def test_not_json(staff):
     response = staff.post("/api/chat", "nope", content_type="application/json")
     assert response.status_code == 400 and response.json()["error"] == "the body is not JSON"
+
+
+def test_a_reference_to_no_row_is_a_400(staff, redis_client):
+    response = post(staff, "/api/jobs", {"client_id": 999_999, "title": "nobody's"})
+    assert response.status_code == 400 and response.json()["error"] == "bad reference"
+    assert redis_client.xlen("eclean:journal:jobs") == 0
+
+
+def test_debug_page_hides_urls_with_passwords(settings):
+    from django.views.debug import get_default_exception_reporter_filter
+
+    safe = get_default_exception_reporter_filter().get_safe_settings()
+    assert settings.REDIS_URL and safe["REDIS_URL"] != settings.REDIS_URL
+    assert safe["CELERY_BROKER_URL"] != settings.CELERY_BROKER_URL

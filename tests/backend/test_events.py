@@ -82,3 +82,11 @@ def test_redis_down_keeps_the_event_as_a_dead_letter(db, settings, monkeypatch):
         "publisher", "publish_failed", "jobs", "job.created")
     assert json.loads(letter.payload)["id"] == event_id
     monkeypatch.setattr(events._local, "client", None, raising=False)
+
+
+def test_nul_bytes_are_kept_escaped_in_dead_letters(db):
+    from core.deadletters import record
+
+    letter = record(topic="jobs", stage="bridge", reason="not_json", payload=b"a\x00b", detail="x\x00y")
+    letter.refresh_from_db()
+    assert letter.payload == "a\\x00b" and letter.detail == "x\\x00y"

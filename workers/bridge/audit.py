@@ -51,12 +51,13 @@ def unsettled(event_ids: list[str]) -> set[str]:
     return set(event_ids) - settled
 
 
-def audit(client, bridge_name: str, topics, enqueue, delay: float) -> int:
-    """One round over every topic; returns how many events were enqueued again."""
+def audit(client, bridge_name: str, topics, enqueue, delay: float, queue_length) -> int:
+    """One round over every topic; returns how many events were enqueued again.
+    ``queue_length(topic)`` asks the broker (which may be another Redis)."""
     horizon_ms = int((time.time() - delay) * 1000)
     recovered = 0
     for topic in topics:
-        if client.llen(topic):
+        if queue_length(topic):
             continue  # a backlog: its events may still be on their way
         key = audited_key(bridge_name, topic)
         start = client.get(key) or b"0-0"

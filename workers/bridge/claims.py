@@ -41,12 +41,19 @@ return out
 
 
 class Claims:
-    def __init__(self, client, pending_ttl: int, done_ttl: int):
+    """One per bridge process, kept across reconnects: its token is how a batch
+    that failed mid-enqueue recognises its own pending claims when retried."""
+
+    def __init__(self, pending_ttl: int, done_ttl: int):
         self.token = secrets.token_hex(8)
         self.pending_ttl = pending_ttl
         self.done_ttl = done_ttl
-        self._script = client.register_script(_CLAIM)
+        self._script = None
         self._to_confirm: list[str] = []
+
+    def bind(self, client) -> None:
+        """Use ``client`` (a fresh connection after a reconnect) from now on."""
+        self._script = client.register_script(_CLAIM)
 
     def take(self, event_ids: list[str]) -> list[bool]:
         """Try to claim each id; True where this bridge may enqueue it.

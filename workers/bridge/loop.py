@@ -84,6 +84,7 @@ class Bridge:
         pong_timeout: float | None = None,
         audit_delay: float = 300.0,
         audit_interval: float = 10.0,
+        queue_length=None,
     ):
         self.url = url
         self.topics = topics
@@ -100,13 +101,14 @@ class Bridge:
         options = redis_config.connection_options()
         self.pong_timeout = pong_timeout or options["health_check_interval"] + 5
         self.audit_delay = audit_delay
+        self.queue_length = queue_length  # topic -> tasks waiting on the broker
         self.audit_interval = audit_interval
         self._next_audit = time.monotonic() + audit_interval
         self.shutdown = False
         self.client: redis.Redis | None = None
         self.pubsub = None
         self.sub_client: redis.Redis | None = None
-        self.claims: Claims | None = None
+        self.claims = Claims(claim_pending_ttl, claim_ttl)
         self.pending: list[tuple[str, bytes, str]] = []  # (topic, raw, source)
         self._ping: tuple[str, dict[str, bytes], float] | None = None  # marker, last ids, sent at
         self._checkpoint_due: dict[str, bytes] | None = None
@@ -131,9 +133,13 @@ class Bridge:
                     self._serve()
                 except CredentialsRefused:
                     raise
-                except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+                except (redis.AuthenticationError, redis.exceptions.AuthorizationError,
+                        redis.exceptions.NoPermissionError) as exc:
                     raise CredentialsRefused(redis_config.credential_error_message(self.url, exc)) from None
-                except (redis.ConnectionError, redis.TimeoutError, OSError, *_BrokerError) as exc:
+                # ResponseError: Redis up but refusing writes (OOM under noeviction,
+                # READONLY after a failover, MISCONF on a full disk): wait, retry.
+                except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError,
+                        *_BrokerError) as exc:
                     if self.shutdown:
                         break
                     delay = backoff.next()
@@ -157,7 +163,7 @@ class Bridge:
     def _connect(self) -> None:
         self.client = redis_config.client(self.url)
         self.client.ping()  # credentials are checked here, before subscribing
-        self.claims = Claims(self.client, self.claim_pending_ttl, self.claim_ttl)
+        self.claims.bind(self.client)
         # No silent reconnects on the subscription: a gap must reach us, so the
         # journal can fill it.
         # Keep the client referenced: when it is garbage-collected it closes its
@@ -370,7 +376,8 @@ class Bridge:
 
     def _audit(self) -> None:
         try:
-            self.stats["recovered"] += audit(self.client, self.name, self.topics, self.enqueue, self.audit_delay)
+            self.stats["recovered"] += audit(self.client, self.name, self.topics, self.enqueue, self.audit_delay,
+                                             self.queue_length or self.client.llen)
         except DatabaseError as exc:
             log.warning("Audit skipped: database unavailable (%s)", _one_line(exc))
 

@@ -25,6 +25,10 @@ def _record(event: Event, status: str) -> tuple[Payment, Job]:
         raise PermanentError(f"payment {data.payment_id} belongs to job {payment.job_id}, not job {job.pk}")
     if status == Payment.Status.REFUNDED and payment.status == Payment.Status.FAILED:
         raise PermanentError(f"payment {data.payment_id} failed; it cannot be refunded")
+    # Events are not ordered (a retried "succeeded" can arrive after the
+    # refund): a refund is final, a late verdict must not undo it.
+    if payment.status == Payment.Status.REFUNDED and status != Payment.Status.REFUNDED:
+        raise PermanentError(f"payment {data.payment_id} is refunded; a late {status} cannot change it")
     payment.status = status
     payment.amount = data.decimal_amount
     payment.currency = data.currency

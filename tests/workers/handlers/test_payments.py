@@ -79,3 +79,11 @@ def test_duplicate_payment_event_applies_once(job):
     ev = pay("payment.succeeded", job)
     assert handle(ev) and not handle(ev)
     assert Notification.objects.filter(event_id=ev.id).count() == 1
+
+
+def test_a_late_verdict_cannot_undo_a_refund(job):
+    handle(pay("payment.succeeded", job))
+    handle(pay("payment.refunded", job))
+    with pytest.raises(PermanentError):
+        handle(pay("payment.succeeded", job))
+    assert Payment.objects.get().status == "refunded"
