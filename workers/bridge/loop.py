@@ -93,8 +93,6 @@ class Bridge:
         self.name = name
         self.batch_size = batch_size
         self.max_bytes = max_bytes
-        self.claim_pending_ttl = claim_pending_ttl
-        self.claim_ttl = claim_ttl
         self.heartbeat_ttl = heartbeat_ttl
         self.poll_timeout = poll_timeout
         self.checkpoint_interval = checkpoint_interval
