@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres bench clean
+.PHONY: run manage shell redis-cli test test-sqlite test-postgres bench bench-record clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,14 +16,32 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m devtools.run
 
+# From another terminal while `make run` runs: its settings come from the env
+# file it writes (.run/env), so no exports are needed.
+#   make manage ARGS="publish_event jobs job.created '{\"job_id\": 1}'"
+manage: $(STAMP)
+	$(PY) backend/manage.py $(ARGS)
+
+shell: $(STAMP)
+	$(PY) backend/manage.py shell $(ARGS)
+
+# redis-cli on make run's Redis; the password travels in REDISCLI_AUTH, never on a command line.
+redis-cli: $(STAMP)
+	$(PY) -m devtools.redis_cli $(ARGS)
+
 # The whole suite on SQLite, then the database tests again on PostgreSQL
 # (TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test).
 # CI sets REQUIRE_POSTGRES=1: no PostgreSQL is then a failure, not a skip.
 test: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m devtools.testrun $(PYTEST_ARGS)
 
+# Results go to bench/out/ (git-ignored); `make bench-record` writes the
+# committed copy in bench/results/ on purpose.
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m bench $(BENCH_ARGS)
+
+bench-record: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m bench --out bench/results $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

@@ -405,7 +405,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: the smoke mode")
     parser.add_argument("--rows", default=",".join(SELECTABLE),
                         help=f"comma-separated subset of {','.join(SELECTABLE)} (the publisher row always runs)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results directory")
+    # bench/out/ is git-ignored: a run never dirties the committed bench/results/
+    # (`make bench-record` writes there on purpose).
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="results directory (default bench/out/, ignored by git)")
     parser.add_argument("--profile", action="store_true",
                         help="after the measured runs, one more run of our bridge under py-spy (not counted)")
     args = parser.parse_args(argv)

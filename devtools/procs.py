@@ -1,10 +1,15 @@
-"""Process helpers shared by the test suite, the benchmark and `make test`."""
+"""Process helpers shared by the test suite, the benchmark, `make test` and `make run`."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 20.0) -> int | None:
@@ -37,3 +42,155 @@ def postgres_unavailable(url: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any failure means "not available"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"{type(exc).__name__}: {first}"
+
+
+def read_procfile(path) -> list[tuple[str, str]]:
+    """``name: command`` lines of a Procfile, in order (``#`` lines skipped)."""
+    entries = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        if not sep or not name.strip().isidentifier() or not command.strip():
+            raise ValueError(f"{path}, line {number}: expected 'name: command'")
+        entries.append((name.strip(), command.strip()))
+    return entries
+
+
+class Supervisor:
+    """Runs the Procfile's processes side by side, each in its own process
+    group, their output interleaved with a ``name |`` prefix; stops them all
+    when one exits or on :meth:`stop` (SIGINT/SIGTERM in ``make run``).
+
+    Why not honcho: honcho reads ``.env`` over the environment it is given
+    (compose's ``.env`` then breaks ``make run``), gives processes a fixed 5 s
+    before SIGKILL (the worker's soft shutdown alone takes longer), and
+    exits 130 on a Ctrl-C that stopped everything cleanly.
+    """
+
+    def __init__(self, entries: list[tuple[str, str]], env: dict[str, str], cwd, grace: float,
+                 out=None):
+        self.entries = entries
+        self.env = env
+        self.cwd = cwd
+        # How long stopped processes get before SIGKILL: above the worker's
+        # soft shutdown, so a clean stop never needs it.
+        self.grace = grace
+        self.out = out or sys.stdout
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._stop_requested = threading.Event()
+        self.width = max(len(name) for name, _ in entries)
+
+    def say(self, name: str, line: str) -> None:
+        with self._lock:
+            self.out.write(f"{time.strftime('%H:%M:%S')} {name.ljust(self.width)} | {line}\n")
+            self.out.flush()
+
+    def _pump(self, name: str, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.say(name, raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
+
+    def start(self) -> None:
+        for name, command in self.entries:
+            proc = subprocess.Popen(["/bin/sh", "-c", exec_form(command)], env=self.env, cwd=self.cwd,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+            self.procs[name] = proc
+            self.say("run", f"{name} started (pid={proc.pid})")
+            thread = threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Ask for a stop; safe from a signal handler (only sets a flag)."""
+        self._stop_requested.set()
+
+    def run(self) -> int:
+        """Start everything and wait. 0 when stopped on request and every
+        process ended within the grace period; otherwise the exit code of the
+        process that ended first (1 if it was 0, since nothing should end)."""
+        self.start()
+        first: tuple[str, int] | None = None
+        while not self._stop_requested.wait(0.2):
+            ended = [(n, p.returncode) for n, p in self.procs.items() if p.poll() is not None]
+            if ended:
+                first = ended[0]
+                self.say("run", f"{first[0]} exited with code {first[1]}; stopping the others")
+                break
+        else:
+            self.say("run", f"stopping (processes get up to {self.grace:g} s to finish their work)")
+        killed = self._terminate_all()
+        for thread in self._threads:
+            thread.join(5)
+        if first is not None:
+            return first[1] or 1
+        return 1 if killed else 0
+
+    def _terminate_all(self) -> list[str]:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        # Wait for each whole group, not only the shell we started: the shell
+        # may die of the SIGTERM at once while its command (a Celery worker in
+        # its soft shutdown) is still finishing.
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            for proc in self.procs.values():
+                proc.poll()  # reap, so a finished shell does not keep its group alive
+            if not any(_group_alive(proc.pid) for proc in self.procs.values()):
+                break
+            time.sleep(0.1)
+        killed = []
+        for name, proc in self.procs.items():
+            if _group_alive(proc.pid):
+                self.say("run", f"{name} did not stop within {self.grace:g} s: SIGKILL")
+                killed.append(name)
+            # The whole group: a worker's pool processes, a shell's child.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        return killed
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. Zombies do not count:
+    an orphan's zombie lingers where PID 1 does not reap (some containers)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():  # no procfs (macOS): zombies count
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+_ASSIGNMENTS = re.compile(r"^((?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*)(.*)$", re.S)
+
+
+def exec_form(command: str) -> str:
+    """``NAME=v cmd args`` -> ``NAME=v exec cmd args``: the shell becomes the
+    command, so the pid we signal and wait for is the process itself. A line
+    with shell operators is left as it is."""
+    if any(op in command for op in (";", "&", "|", "\n", "(", "`")):
+        return command
+    assignments, rest = _ASSIGNMENTS.match(command.strip()).groups()
+    return f"{assignments}exec {rest}"

@@ -53,6 +53,8 @@ def pytest_configure(config):
         REDIS_URL=server.url,
         DATABASE_URL=database_url,
         DJANGO_SETTINGS_MODULE="e_clean_backend.settings",
+        # Never the developer's `make run` settings (.run/env): only these.
+        ECLEAN_ENV_FILE="off",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(40),
         DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1,testserver",  # testserver: Django's test client
         # Retries in milliseconds, a killed worker's task back in seconds.

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.views.decorators.http import require_GET
 
 from e_clean_backend import redis_config
@@ -26,3 +28,20 @@ def healthz(request):
         client.close()
     ok = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ok" if ok else "unhealthy", **checks}, status=200 if ok else 503)
+
+
+@require_GET
+def home(request):
+    """``/``: what this site has, linked (the admin's "View site" lands here)."""
+    try:
+        # The live notifications page, when this deployment has it.
+        resolve("/notifications/")
+        notifications_url = "/notifications/"
+    except Resolver404:
+        notifications_url = None
+    try:
+        admin_url = reverse("admin:index")
+    except NoReverseMatch:
+        admin_url = "/admin/"
+    return render(request, "core/home.html", {"admin_url": admin_url, "notifications_url": notifications_url,
+                                              "health_url": reverse("healthz")})

@@ -3,6 +3,8 @@ for the Celery workers and the bridge.
 
 Every value comes from the environment with a safe local default, except
 secrets, which have no default at all. README "Operations" lists them all.
+The environment may be completed by the env file `make run` writes (see
+``ENV_FILE`` below): the real environment always wins over it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ import dj_database_url
 from kombu import Exchange, Queue
 
 from . import redis_config
-from .env import ImproperlyConfigured, env_bool, env_float, env_int, env_secret, env_str
+from .env import ImproperlyConfigured, env_bool, env_float, env_int, env_secret, env_str, load_env_file
 from .logging import logging_config
+
+# First of all: the env file of a running `make run` (.run/env), when there is
+# one, so a second terminal talks to that pipeline with no exports. Variables
+# already in the environment win over the file; ECLEAN_ENV_FILE=off (the test
+# suite sets it) skips it. Everything below reads the merged environment.
+ENV_FILE = load_env_file()
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # backend/
 REPO_DIR = BASE_DIR.parent

@@ -4,6 +4,7 @@ from django.urls import path
 from core import api, views
 
 urlpatterns = [
+    path("", views.home, name="home"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("api/jobs", api.create_job),

@@ -3,22 +3,30 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+# user name -> (the variable holding its password, staff/superuser)
+DEMO_USERS = {
+    "admin": ("DEMO_ADMIN_PASSWORD", True),
+    "client": ("DEMO_CLIENT_PASSWORD", False),
+    "cleaner": ("DEMO_CLEANER_PASSWORD", False),
+}
+
 
 class Command(BaseCommand):
-    help = "Create the demo admin, client and cleaner for `make run` (idempotent)."
+    help = ("Create the demo users admin, client and cleaner for `make run` (idempotent); each gets the "
+            "password in DEMO_<NAME>_PASSWORD, or none it can log in with when that is unset.")
 
     def handle(self, *args, **options):
         User = get_user_model()
-        password = os.environ.get("DEMO_ADMIN_PASSWORD")
-        if not password:
-            self.stderr.write("DEMO_ADMIN_PASSWORD is not set; the admin user is not created")
-        else:
-            admin, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
-            admin.set_password(password)
-            admin.save()
-        for name in ("client", "cleaner"):
-            user, created = User.objects.get_or_create(username=name)
-            if created:
+        for name, (variable, superuser) in DEMO_USERS.items():
+            password = os.environ.get(variable)
+            if superuser and not password:
+                self.stderr.write(f"{variable} is not set; the {name} user is not created")
+                continue
+            user, _ = User.objects.get_or_create(username=name,
+                                                 defaults={"is_staff": superuser, "is_superuser": superuser})
+            if password:
+                user.set_password(password)
+            else:
                 user.set_unusable_password()
-                user.save()
+            user.save()
             self.stdout.write(f"{name}: id {user.pk}")
