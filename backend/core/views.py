@@ -45,3 +45,23 @@ def home(request):
         admin_url = "/admin/"
     return render(request, "core/home.html", {"admin_url": admin_url, "notifications_url": notifications_url,
                                               "health_url": reverse("healthz")})
+
+
+def not_found(request, exception=None):
+    """handler404: JSON under /api/ (clients parse it), Django's page elsewhere
+    (never the debug page's URL list: that one only exists with DEBUG on)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not_found", "detail": f"no API endpoint {request.path}"}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: JSON under /api/, Django's page elsewhere; the traceback
+    goes to the log, never to the caller."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "server_error", "detail": "see the web process's log"}, status=500)
+    from django.views.defaults import server_error as django_server_error
+
+    return django_server_error(request)

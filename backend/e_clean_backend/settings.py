@@ -62,6 +62,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "e_clean_backend.urls"
+# A CSRF failure under /api/ answers JSON like every other API error.
+CSRF_FAILURE_VIEW = "core.api.csrf_failure"
 # Django's debug page hides settings named like secrets; ours carry the Redis
 # password inside URLs (REDIS_URL, CELERY_BROKER_URL), so hide *_URL too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "e_clean_backend.reporting.HideUrlsFilter"

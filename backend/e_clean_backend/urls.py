@@ -13,3 +13,7 @@ urlpatterns = [
     path("api/chat", api.chat),
     path("api/notifications", api.notifications),
 ]
+
+# JSON errors under /api/, Django's pages elsewhere (core/views.py).
+handler404 = "core.views.not_found"
+handler500 = "core.views.server_error"
