@@ -81,6 +81,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop_requested = threading.Event()
+        self._force = threading.Event()
         self.width = max(len(name) for name, _ in entries)
 
     def say(self, name: str, line: str) -> None:
@@ -105,7 +106,10 @@ class Supervisor:
             self._threads.append(thread)
 
     def stop(self) -> None:
-        """Ask for a stop; safe from a signal handler (only sets a flag)."""
+        """Ask for a stop; safe from a signal handler (only sets flags). A
+        second request while stopping means "now": SIGKILL what is left."""
+        if self._stop_requested.is_set():
+            self._force.set()
         self._stop_requested.set()
 
     def run(self) -> int:
@@ -121,7 +125,8 @@ class Supervisor:
                 self.say("run", f"{first[0]} exited with code {first[1]}; stopping the others")
                 break
         else:
-            self.say("run", f"stopping (processes get up to {self.grace:g} s to finish their work)")
+            self.say("run", f"stopping (processes get up to {self.grace:g} s to finish their work; "
+                            "Ctrl-C again to kill them now)")
         killed = self._terminate_all()
         for thread in self._threads:
             thread.join(5)
@@ -140,7 +145,7 @@ class Supervisor:
         # may die of the SIGTERM at once while its command (a Celery worker in
         # its soft shutdown) is still finishing.
         deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._force.is_set():
             for proc in self.procs.values():
                 proc.poll()  # reap, so a finished shell does not keep its group alive
             if not any(_group_alive(proc.pid) for proc in self.procs.values()):
@@ -149,7 +154,8 @@ class Supervisor:
         killed = []
         for name, proc in self.procs.items():
             if _group_alive(proc.pid):
-                self.say("run", f"{name} did not stop within {self.grace:g} s: SIGKILL")
+                why = "asked twice" if self._force.is_set() else f"did not stop within {self.grace:g} s"
+                self.say("run", f"{name} {why}: SIGKILL")
                 killed.append(name)
             # The whole group: a worker's pool processes, a shell's child.
             try:

@@ -162,3 +162,16 @@ def test_debug_page_hides_urls_with_passwords(settings):
     safe = get_default_exception_reporter_filter().get_safe_settings()
     assert settings.REDIS_URL and safe["REDIS_URL"] != settings.REDIS_URL
     assert safe["CELERY_BROKER_URL"] != settings.CELERY_BROKER_URL
+
+
+def test_an_unexpected_error_is_a_json_500_without_the_traceback(staff, users, redis_client, monkeypatch):
+    import core.api
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(core.api, "publish_event", broken)
+    staff.raise_request_exception = False
+    response = post(staff, "/api/notifications", {"user_id": users["client"].pk, "title": "t", "message": "m"})
+    assert response.status_code == 500 and response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "server_error" and b"secret internals" not in response.content
