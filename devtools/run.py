@@ -39,6 +39,7 @@ RUN_DIR = Path(os.environ.get("ECLEAN_RUN_DIR") or REPO / ".run")
 ENV_FILE = RUN_DIR / "env"
 LEGACY_SECRETS = RUN_DIR / "secrets.env"  # older runs kept the secrets there
 LOCK_FILE = RUN_DIR / "run.lock"
+REDIS_PID = RUN_DIR / "redis.pid"  # the Redis of the running make run, on its AOF
 
 # Generated once, then reused from the env file.
 SECRETS = {
@@ -186,12 +187,29 @@ def banner(ports: dict[str, int], found: dict[str, str], env_file_shown: str) ->
     return "\n".join(lines) + "\n"
 
 
+def leftover_redis() -> int | None:
+    """The pid of a Redis an earlier make run left running (it was killed
+    before it could stop it), or None. A second Redis on the same AOF
+    directory would corrupt it."""
+    try:
+        pid = int(REDIS_PID.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"redis-server" in cmdline else None
+
+
 def main() -> int:
     try:
         lock = take_lock()
     except AlreadyRunning as exc:
         print(f"make run is already running: {exc}.\nStop it first (Ctrl-C in its terminal), "
               "or use that one: other terminals reach it through its env file.", file=sys.stderr)
+        return 1
+    orphan = leftover_redis()
+    if orphan:
+        print(f"make run: the Redis of an earlier make run still runs on {RUN_DIR / 'redis'} (pid {orphan}); "
+              f"stop it first: kill {orphan}", file=sys.stderr)
         return 1
     found = load_secrets()
     ports = {
@@ -230,6 +248,7 @@ def main() -> int:
     server = RedisServer(port=ports["redis"], password=found["REDIS_PASSWORD"], appendonly=True,
                          directory=str(redis_dir))
     server.start()
+    REDIS_PID.write_text(f"{server.proc.pid}\n")
     try:
         with terminal_foreground():
             return _start(env, ports, found, shown)
@@ -239,6 +258,7 @@ def main() -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave Redis running
         server.stop()
+        REDIS_PID.unlink(missing_ok=True)
         print("redis stopped", flush=True)
         lock.close()
 

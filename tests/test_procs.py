@@ -171,3 +171,25 @@ def test_secrets_are_kept_between_runs_and_the_file_is_private(tmp_path, monkeyp
     from e_clean_backend.env import read_env_file
 
     assert read_env_file(tmp_path / "env")["DATABASE_URL"] == "sqlite:////path with space/db.sqlite3"
+
+
+def test_a_redis_left_by_a_killed_run_is_named_not_doubled(tmp_path):
+    """devtools.run SIGKILLed: its flock is gone, its Redis may not be."""
+    from devtools.redis_server import find_binary, free_port
+
+    orphan = subprocess.Popen([find_binary(), "--port", str(free_port()), "--bind", "127.0.0.1", "--save", ""],
+                              start_new_session=True, stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    assert orphan.poll() is None
+    try:
+        (tmp_path / "redis.pid").write_text(f"{orphan.pid}\n")
+        env = {**os.environ, "ECLEAN_RUN_DIR": str(tmp_path)}
+        result = subprocess.run([sys.executable, "-m", "devtools.run"], env=env, capture_output=True, text=True,
+                                timeout=30, cwd=procs.Path(procs.__file__).parent.parent)
+        assert result.returncode == 1
+        assert f"still runs on {tmp_path / 'redis'} (pid {orphan.pid}); stop it first: kill {orphan.pid}" \
+            in result.stderr
+        assert not (tmp_path / "env").exists(), "nothing started, nothing written"
+    finally:
+        orphan.kill()
+        orphan.wait()

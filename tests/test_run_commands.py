@@ -224,7 +224,9 @@ def test_make_run_in_a_terminal_with_every_readme_command(tmp_path, compose_env_
                 term.wait(30)
             except TimeoutError:
                 pass
-        _kill_leftovers(started)
+        # Whatever a failed run left: its processes' groups and its Redis.
+        redis_pid = run_dir / "redis.pid"
+        _kill_leftovers(started + ([int(redis_pid.read_text())] if redis_pid.exists() else []))
     for port in ports.values():
         assert not _port_open(port), f"port {port} still open after Ctrl-C"
     assert not (run_dir / "run.lock").exists() or _lock_free(run_dir / "run.lock")
