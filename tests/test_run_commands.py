@@ -139,7 +139,6 @@ def test_make_run_in_a_terminal_with_every_readme_command(tmp_path, compose_env_
              "BRIDGE_METRICS_PORT": free_port()}
     env = clean_env(run_dir)
     term = Terminal(["make", "run"], {**env, **{k: str(v) for k, v in ports.items()}}, tmp_path / "make-run.log")
-    started: list[int] = []
     try:
         wait_for(lambda: "Event bridge ready" in term.text() and " ready." in term.text(), timeout=180,
                  what=f"the pipeline up:\n{term.text()[-3000:]}")
@@ -209,7 +208,6 @@ def test_make_run_in_a_terminal_with_every_readme_command(tmp_path, compose_env_
                                 if line and not line.startswith("#")), "the running one's settings untouched"
 
         # Item 4: Ctrl-C on the idle pipeline: quiet, exit 0.
-        started = [int(p) for p in re.findall(r"\(pid=(\d+)\)", term.text())]
         time.sleep(2)
         term.type(b"\x03")
         code = term.wait(120)
@@ -219,14 +217,16 @@ def test_make_run_in_a_terminal_with_every_readme_command(tmp_path, compose_env_
         assert "redis stopped" in out
     finally:
         if term.returncode is None:
+            # A failed run: kill what it left (its processes' groups, its
+            # Redis) while they still run, so no pid can have been reused.
+            started = [int(p) for p in re.findall(r"\(pid=(\d+)\)", term.text())]
+            redis_pid = run_dir / "redis.pid"
+            _kill_leftovers(started + ([int(redis_pid.read_text())] if redis_pid.exists() else []))
             term.kill()
             try:
                 term.wait(30)
             except TimeoutError:
                 pass
-        # Whatever a failed run left: its processes' groups and its Redis.
-        redis_pid = run_dir / "redis.pid"
-        _kill_leftovers(started + ([int(redis_pid.read_text())] if redis_pid.exists() else []))
     for port in ports.values():
         assert not _port_open(port), f"port {port} still open after Ctrl-C"
     assert not (run_dir / "run.lock").exists() or _lock_free(run_dir / "run.lock")
