@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Anything from the caller's environment that would point a process elsewhere
 # or change its behaviour (the test suite sets several of these).
 _STRIP_PREFIXES = ("REDIS_", "DATABASE_", "CELERY_", "EVENTS_", "BRIDGE_", "DJANGO_", "SQLITE_", "LOG_",
-                   "FLOWER_", "TEST_")
+                   "FLOWER_", "TEST_", "ECLEAN_")
 
 
 def clean_env(**values: str) -> dict[str, str]:
@@ -24,6 +24,8 @@ def clean_env(**values: str) -> dict[str, str]:
     if venv_bin not in env.get("PATH", "").split(os.pathsep):
         env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     env["PYTHONUNBUFFERED"] = "1"
+    # Nor a running `make run`'s env file (.run/env): the bench sets its own.
+    env["ECLEAN_ENV_FILE"] = "off"
     env.update(values)
     return env
 

@@ -180,7 +180,7 @@ def banner(ports: dict[str, int], found: dict[str, str], env_file_shown: str) ->
         "'{\"user_id\": 2, \"title\": \"Hi\", \"message\": \"Hello\"}'",
         "              make shell · make manage ARGS=\"...\" · make redis-cli",
     ]
-    if os.environ.get("DJANGO_DEBUG", "0") not in ("1", "true", "yes", "on"):
+    if found.get("DJANGO_DEBUG", "0").lower() not in ("1", "true", "yes", "on"):
         lines.append("  debug     off, as in production (DJANGO_DEBUG=1 make run for Django's debug pages)")
     if (REPO / ".env").exists():
         lines.append("  note      .env is docker compose's configuration: make run ignores it")
@@ -199,7 +199,13 @@ def leftover_redis() -> int | None:
     return pid if b"redis-server" in cmdline else None
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # A SIGTERM during start-up ends like a Ctrl-C: Redis stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         lock = take_lock()
     except AlreadyRunning as exc:
@@ -268,7 +274,7 @@ def _start(env: dict[str, str], ports: dict[str, int], found: dict[str, str], sh
         manage = [sys.executable, str(REPO / "backend" / "manage.py")]
         subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True)
         subprocess.run([*manage, "seed_demo"], env=env, check=True, stdout=subprocess.DEVNULL)
-        print(banner(ports, found, shown), flush=True)
+        print(banner(ports, {**found, "DJANGO_DEBUG": env["DJANGO_DEBUG"]}, shown), flush=True)
         soft = float(env.get("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT") or 10)
         supervisor = Supervisor(read_procfile(REPO / "Procfile"), env, REPO, grace=soft + 20)
         # Signal handlers only set a flag; the supervisor does the stopping.
