@@ -239,6 +239,9 @@ def main() -> int:
         # (no debug pages listing the URLs, static files served as in production).
         "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "0"),
         "FLOWER_BASIC_AUTH": found["FLOWER_BASIC_AUTH"],
+        # Local tasks take milliseconds: 3 s for running ones to finish keeps
+        # every Ctrl-C short (an idle worker waits it out too).
+        "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT": os.environ.get("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", "3"),
         "WEB_PORT": str(ports["web"]),
         "FLOWER_PORT": str(ports["flower"]),
         "DEMO_ADMIN_PASSWORD": found["DEMO_ADMIN_PASSWORD"],
