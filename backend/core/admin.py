@@ -2,7 +2,7 @@
 
 A state the events own is read-only here: a job's status and cleaner change
 through the actions, which publish the event (the worker applies it);
-``ProcessedEvent`` rows are the handlers' "applied" marks, and ``DeadLetter``
+payments are recorded by payment events only; ``ProcessedEvent`` rows are the handlers' "applied" marks, and ``DeadLetter``
 rows are written by the pipeline only. What an operator may still do is an
 explicit action with a confirmation page.
 """
@@ -98,9 +98,18 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
+    """View only: payments are recorded by the payment events (the provider's
+    word), never typed in."""
+
     list_display = ("reference", "job", "amount", "currency", "status", "updated_at")
     list_filter = ("status", "currency")
     search_fields = ("reference",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Notification)

@@ -128,3 +128,16 @@ def test_accept_refuses_jobs_that_are_not_open(root, job, users, redis_client):
     response = root.post("/admin/core/job/", {"action": "accept", ACTION_CHECKBOX_NAME: [str(job.pk)]}, follow=True)
     assert b"Only open jobs can be accepted" in response.content
     assert journal(redis_client) == []
+
+
+def test_payments_are_recorded_by_events_only(root, job, redis_client):
+    from core.models import Payment
+
+    payment = Payment.objects.create(job=job, reference="pi_1", amount="10.00", currency="EUR", status="succeeded")
+    assert root.get("/admin/core/payment/add/").status_code == 403
+    url = f"/admin/core/payment/{payment.pk}/change/"
+    assert root.get(url).status_code == 200
+    assert root.post(url, {"job": job.pk, "reference": "pi_1", "amount": "10.00", "currency": "EUR",
+                           "status": "refunded"}).status_code == 403
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
