@@ -120,9 +120,11 @@ EVENTS_JOURNAL_MAXLEN = env_int("EVENTS_JOURNAL_MAXLEN", 100_000, minimum=100)
 # A claim must outlive the journal's reach, or a replay after the claim expired
 # would enqueue the event again (handlers would still apply it once).
 EVENTS_CLAIM_TTL = env_int("EVENTS_CLAIM_TTL", 7 * 24 * 3600, minimum=60)
-# How long a claim taken but not yet confirmed as enqueued protects the event;
-# after that a bridge that died mid-batch no longer blocks the replay.
-EVENTS_CLAIM_PENDING_TTL = env_int("EVENTS_CLAIM_PENDING_TTL", 30, minimum=1)
+# How long a claim taken but not yet confirmed as enqueued protects the event.
+# A live bridge confirms within one batch (milliseconds); a bridge that died
+# holding claims delays those events by this long, after which another bridge
+# (or the restarted one) enqueues them. Short, but above a broker hiccup.
+EVENTS_CLAIM_PENDING_TTL = env_int("EVENTS_CLAIM_PENDING_TTL", 10, minimum=1)
 # Deliveries of one attempt before the event is dead-lettered instead of
 # killing the next worker too: the first plus the times the message came back
 # unfinished (worker killed, time limit, or requeued at a worker's shutdown;
@@ -213,6 +215,11 @@ if EVENTS_AUDIT_DELAY <= CELERY_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
         "EVENTS_AUDIT_DELAY must be larger than CELERY_VISIBILITY_TIMEOUT, or the audit re-enqueues "
         "tasks that are only waiting to come back from a dead worker"
+    )
+if EVENTS_AUDIT_DELAY <= EVENTS_CLAIM_PENDING_TTL:
+    raise ImproperlyConfigured(
+        "EVENTS_AUDIT_DELAY must be larger than EVENTS_CLAIM_PENDING_TTL, or the audit re-enqueues "
+        "events a live bridge is still enqueueing"
     )
 
 LOGGING = logging_config(env_str("LOG_FORMAT", "text"), env_str("LOG_LEVEL", "INFO"))

@@ -27,7 +27,6 @@ def build_bridge():
     from django.conf import settings
 
     from core.deadletters import build, record_many
-    from e_clean_backend import redis_config
     from workers import envelope
     from workers.enqueue import BrokerLink
     from workers.tasks import TOPIC_TASKS
@@ -42,7 +41,6 @@ def build_bridge():
     def dead_letter(rows):
         record_many([build(**row) for row in rows])
 
-    broker = redis_config.client(settings.CELERY_BROKER_URL)
     return Bridge(
         url=settings.REDIS_URL,
         topics=envelope.TOPICS,
@@ -56,7 +54,8 @@ def build_bridge():
         heartbeat_ttl=settings.BRIDGE_HEARTBEAT_TTL,
         audit_delay=settings.EVENTS_AUDIT_DELAY,
         audit_interval=settings.EVENTS_AUDIT_INTERVAL,
-        queue_length=broker.llen,
+        broker_url=settings.CELERY_BROKER_URL,
+        accepted_maxlen=settings.EVENTS_JOURNAL_MAXLEN,
     )
 
 
