@@ -268,8 +268,7 @@ class Bridge:
         if self.broker_url == self.url:
             return redis_config.credential_error_message(self.url, exc)
         return (f"The broker Redis at {redis_config.redact(self.broker_url)} refused the connection credentials "
-                f"({_one_line(exc)}): fix the user/password in CELERY_BROKER_URL (REDIS_URL and REDIS_PASSWORD "
-                f"do not apply to the broker when CELERY_BROKER_URL is set)")
+                f"({_one_line(exc)}): fix the user/password in CELERY_BROKER_URL, the broker's own URL")
 
     def _enqueue(self, events: list[envelope.Event]) -> None:
         try:
