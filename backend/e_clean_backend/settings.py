@@ -153,7 +153,17 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=1)
 # died; the delivery count (workers/tasks.py) dead-letters it after
 # EVENTS_MAX_DELIVERIES, so a hanging handler cannot loop and is not lost.
 CELERY_TASK_ACKS_ON_TIMEOUT = False
-CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT * 2, minimum=2)
+# Late acks keep prefetched messages unacked; a small window bounds what a
+# dying worker holds while still hiding the broker round trip.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4, minimum=1)
+# The visibility timeout runs from the moment a worker reserves a message, not
+# from its start: a prefetched message waits behind up to MULTIPLIER - 1 tasks
+# on its pool process, then runs, so it can stay unacked for MULTIPLIER × the
+# time limit. Below that Redis hands a waiting message to a second worker (one
+# effect still, but a delivery counted towards EVENTS_MAX_DELIVERIES); the
+# bridge warns at start-up (workers/bridge/__main__.py).
+CELERY_VISIBILITY_TIMEOUT = env_int(
+    "CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT * (CELERY_WORKER_PREFETCH_MULTIPLIER + 1), minimum=2)
 if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(
         "CELERY_VISIBILITY_TIMEOUT must be larger than CELERY_TASK_TIME_LIMIT, "
@@ -181,9 +191,6 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-# Late acks keep prefetched messages unacked; a small window bounds what a
-# dying worker holds while still hiding the broker round trip.
-CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4, minimum=1)
 # Celery 5.5+ soft shutdown: on SIGQUIT/SIGTERM (REMAP_SIGTERM=SIGQUIT) give
 # running tasks this long, then requeue what is unacked at once instead of
 # waiting out the visibility timeout.

@@ -59,6 +59,22 @@ def build_bridge():
     )
 
 
+def warn_about_prefetch_wait() -> None:
+    """A prefetched task stays unacked for up to prefetch multiplier × time
+    limit before it even finishes; a visibility timeout below that makes Redis
+    hand it to a second worker while the first still holds it."""
+    from django.conf import settings
+
+    longest = settings.CELERY_WORKER_PREFETCH_MULTIPLIER * settings.CELERY_TASK_TIME_LIMIT
+    if settings.CELERY_VISIBILITY_TIMEOUT <= longest:
+        logging.getLogger("workers.bridge").warning(
+            "CELERY_VISIBILITY_TIMEOUT (%ss) is not above CELERY_WORKER_PREFETCH_MULTIPLIER × CELERY_TASK_TIME_LIMIT "
+            "(%s × %ss): a task waiting in a worker's prefetch can be delivered twice (applied once, but counted "
+            "towards EVENTS_MAX_DELIVERIES); raise CELERY_VISIBILITY_TIMEOUT above %ss",
+            settings.CELERY_VISIBILITY_TIMEOUT, settings.CELERY_WORKER_PREFETCH_MULTIPLIER,
+            settings.CELERY_TASK_TIME_LIMIT, longest)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.bridge", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="health check: exit 0 if a bridge is subscribed and alive")
@@ -81,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from django.conf import settings
 
+    warn_about_prefetch_wait()
     if settings.BRIDGE_METRICS_PORT:
         from .metrics import serve
 

@@ -309,3 +309,17 @@ def test_control_characters_in_a_rejected_payload_cannot_forge_log_lines(tmp_pat
         assert "\\x0aERROR forged line\\x1b[2J" in log
     finally:
         bridge.stop()
+
+
+def test_the_bridge_warns_when_a_prefetched_task_can_outlast_the_visibility_timeout(tmp_path, redis_client):
+    # The suite's settings: time limit 8 s, prefetch 4, visibility timeout 10 s.
+    short = support.bridge(tmp_path, name="short")
+    ok = support.bridge(tmp_path, name="ok", env={"CELERY_VISIBILITY_TIMEOUT": "40", "EVENTS_AUDIT_DELAY": "60"})
+    try:
+        short.wait_log(support.READY)
+        ok.wait_log(support.READY)
+        assert "raise CELERY_VISIBILITY_TIMEOUT above 32s" in short.log()
+        assert "CELERY_VISIBILITY_TIMEOUT" not in ok.log()
+    finally:
+        short.stop()
+        ok.stop()
