@@ -58,7 +58,7 @@ LOG_PAYLOAD_CHARS = 200
 _BrokerError = (BatchPublishError, OperationalError)
 JOURNAL_PAGE = 1000
 _AUTH_ERRORS = (redis.AuthenticationError, redis.exceptions.AuthorizationError, redis.exceptions.NoPermissionError)
-_encode = msgspec.json.Encoder().encode
+_encode = msgspec.msgpack.Encoder().encode  # deterministic for a Struct, and the cheapest
 # Control characters (C0, DEL, C1) and Unicode line separators: in a log line
 # they would let a payload forge lines or drive the terminal (ESC).
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))}
