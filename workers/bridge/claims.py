@@ -30,25 +30,27 @@ from ..journal import JOURNAL_FIELD, accepted_key, claim_key
 
 MINE, DONE, HELD = 1, 0, 2
 
-# KEYS: the keys to confirm, then the keys to claim.
-# ARGV: token, pending TTL, done TTL, how many of KEYS are confirmations,
-#       the accepted streams' MAXLEN, then one digest per confirmation, then
-#       (digest, accepted stream key, payload) per claim.
+# KEYS: the keys to confirm, then the keys to claim, then the accepted streams.
+# ARGV: token, pending TTL, done TTL, how many of KEYS are confirmations, how
+#       many are streams, the streams' MAXLEN, then one digest per
+#       confirmation, then (digest, stream number, payload) per claim.
 # Returns per claim: 1 ours, 0 done, 2 pending under another token, or the
 # digest it holds when that differs from ours (the id was reused).
 _CLAIM = """
 local n_confirm = tonumber(ARGV[4])
+local n_streams = tonumber(ARGV[5])
 for i = 1, n_confirm do
-  redis.call('SET', KEYS[i], 'd|' .. ARGV[5 + i], 'EX', ARGV[3])
+  redis.call('SET', KEYS[i], 'd|' .. ARGV[6 + i], 'EX', ARGV[3])
 end
 local mine = 'p|' .. ARGV[1] .. '|'
+local first_stream = #KEYS - n_streams
 local out = {}
-local a = 5 + n_confirm
-for i = n_confirm + 1, #KEYS do
-  local digest, stream, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+local a = 6 + n_confirm
+for i = n_confirm + 1, first_stream do
+  local digest, stream, payload = ARGV[a + 1], KEYS[first_stream + tonumber(ARGV[a + 2])], ARGV[a + 3]
   a = a + 3
   if redis.call('SET', KEYS[i], mine .. digest, 'NX', 'EX', ARGV[2]) then
-    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[5], '*', '""" + JOURNAL_FIELD.decode() + """', payload)
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[6], '*', '""" + JOURNAL_FIELD.decode() + """', payload)
     out[#out + 1] = 1
   else
     local held = redis.call('GET', KEYS[i])
@@ -98,12 +100,19 @@ class Claims:
         if not claims and not self._to_confirm:
             return []
         confirm = self._to_confirm
+        streams: dict[str, int] = {}
         keys = [claim_key(i) for i, _ in confirm]
-        args: list = [self.token, self.pending_ttl, self.done_ttl, len(confirm), self.accepted_maxlen]
+        keys += [claim_key(c[0]) for c in claims]
+        tail: list = []
+        for _, digest, topic, payload in claims:
+            n = streams.get(topic)
+            if n is None:
+                n = streams[topic] = len(streams) + 1
+            tail += (digest, n, payload)
+        keys += [accepted_key(t) for t in streams]
+        args: list = [self.token, self.pending_ttl, self.done_ttl, len(confirm), len(streams), self.accepted_maxlen]
         args += [d for _, d in confirm]
-        for event_id, digest, topic, payload in claims:
-            keys.append(claim_key(event_id))
-            args += (digest, accepted_key(topic), payload)
+        args += tail
         result = self._script(keys=keys, args=args)
         if confirm:
             self.last_confirmed = confirm[-1][0]
