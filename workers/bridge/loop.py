@@ -113,7 +113,7 @@ class Bridge:
         name: str = "bridge",
         batch_size: int = 500,
         max_bytes: int = envelope.DEFAULT_MAX_BYTES,
-        claim_pending_ttl: int = 30,
+        claim_pending_ttl: int = 10,
         claim_ttl: int = 7 * 24 * 3600,
         heartbeat_ttl: int = 30,
         poll_timeout: float = 0.25,
