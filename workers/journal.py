@@ -17,6 +17,11 @@ def journal_key(topic: str) -> str:
     return f"{PREFIX}:journal:{topic}"
 
 
+def accepted_key(topic: str) -> str:
+    """Every event a bridge claimed, journaled or not: what the audit checks."""
+    return f"{PREFIX}:accepted:{topic}"
+
+
 def checkpoint_key(bridge_name: str, topic: str) -> str:
     return f"{PREFIX}:bridge:{bridge_name}:checkpoint:{topic}"
 

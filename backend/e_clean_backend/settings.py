@@ -130,9 +130,11 @@ EVENTS_JOURNAL_MAXLEN = env_int("EVENTS_JOURNAL_MAXLEN", 100_000, minimum=100)
 # A claim must outlive the journal's reach, or a replay after the claim expired
 # would enqueue the event again (handlers would still apply it once).
 EVENTS_CLAIM_TTL = env_int("EVENTS_CLAIM_TTL", 7 * 24 * 3600, minimum=60)
-# How long a claim taken but not yet confirmed as enqueued protects the event;
-# after that a bridge that died mid-batch no longer blocks the replay.
-EVENTS_CLAIM_PENDING_TTL = env_int("EVENTS_CLAIM_PENDING_TTL", 30, minimum=1)
+# How long a claim taken but not yet confirmed as enqueued protects the event.
+# A live bridge confirms within one batch (milliseconds); a bridge that died
+# holding claims delays those events by this long, after which another bridge
+# (or the restarted one) enqueues them. Short, but above a broker hiccup.
+EVENTS_CLAIM_PENDING_TTL = env_int("EVENTS_CLAIM_PENDING_TTL", 10, minimum=1)
 # Deliveries of one attempt before the event is dead-lettered instead of
 # killing the next worker too: the first plus the times the message came back
 # unfinished (worker killed, time limit, or requeued at a worker's shutdown;
@@ -161,7 +163,17 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=1)
 # died; the delivery count (workers/tasks.py) dead-letters it after
 # EVENTS_MAX_DELIVERIES, so a hanging handler cannot loop and is not lost.
 CELERY_TASK_ACKS_ON_TIMEOUT = False
-CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT * 2, minimum=2)
+# Late acks keep prefetched messages unacked; a small window bounds what a
+# dying worker holds while still hiding the broker round trip.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4, minimum=1)
+# The visibility timeout runs from the moment a worker reserves a message, not
+# from its start: a prefetched message waits behind up to MULTIPLIER - 1 tasks
+# on its pool process, then runs, so it can stay unacked for MULTIPLIER × the
+# time limit. Below that Redis hands a waiting message to a second worker (one
+# effect still, but a delivery counted towards EVENTS_MAX_DELIVERIES); the
+# bridge warns at start-up (workers/bridge/__main__.py).
+CELERY_VISIBILITY_TIMEOUT = env_int(
+    "CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT * (CELERY_WORKER_PREFETCH_MULTIPLIER + 1), minimum=2)
 if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(
         "CELERY_VISIBILITY_TIMEOUT must be larger than CELERY_TASK_TIME_LIMIT, "
@@ -189,9 +201,6 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-# Late acks keep prefetched messages unacked; a small window bounds what a
-# dying worker holds while still hiding the broker round trip.
-CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4, minimum=1)
 # Celery 5.5+ soft shutdown: on SIGQUIT/SIGTERM (REMAP_SIGTERM=SIGQUIT) give
 # running tasks this long, then requeue what is unacked at once instead of
 # waiting out the visibility timeout.
@@ -223,6 +232,11 @@ if EVENTS_AUDIT_DELAY <= CELERY_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
         "EVENTS_AUDIT_DELAY must be larger than CELERY_VISIBILITY_TIMEOUT, or the audit re-enqueues "
         "tasks that are only waiting to come back from a dead worker"
+    )
+if EVENTS_AUDIT_DELAY <= EVENTS_CLAIM_PENDING_TTL:
+    raise ImproperlyConfigured(
+        "EVENTS_AUDIT_DELAY must be larger than EVENTS_CLAIM_PENDING_TTL, or the audit re-enqueues "
+        "events a live bridge is still enqueueing"
     )
 
 LOGGING = logging_config(env_str("LOG_FORMAT", "text"), env_str("LOG_LEVEL", "INFO"))

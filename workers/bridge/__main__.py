@@ -27,7 +27,6 @@ def build_bridge():
     from django.conf import settings
 
     from core.deadletters import build, record_many
-    from e_clean_backend import redis_config
     from workers import envelope
     from workers.enqueue import BrokerLink
     from workers.tasks import TOPIC_TASKS
@@ -42,7 +41,6 @@ def build_bridge():
     def dead_letter(rows):
         record_many([build(**row) for row in rows])
 
-    broker = redis_config.client(settings.CELERY_BROKER_URL)
     return Bridge(
         url=settings.REDIS_URL,
         topics=envelope.TOPICS,
@@ -56,8 +54,25 @@ def build_bridge():
         heartbeat_ttl=settings.BRIDGE_HEARTBEAT_TTL,
         audit_delay=settings.EVENTS_AUDIT_DELAY,
         audit_interval=settings.EVENTS_AUDIT_INTERVAL,
-        queue_length=broker.llen,
+        broker_url=settings.CELERY_BROKER_URL,
+        accepted_maxlen=settings.EVENTS_JOURNAL_MAXLEN,
     )
+
+
+def warn_about_prefetch_wait() -> None:
+    """A prefetched task stays unacked for up to prefetch multiplier × time
+    limit before it even finishes; a visibility timeout below that makes Redis
+    hand it to a second worker while the first still holds it."""
+    from django.conf import settings
+
+    longest = settings.CELERY_WORKER_PREFETCH_MULTIPLIER * settings.CELERY_TASK_TIME_LIMIT
+    if settings.CELERY_VISIBILITY_TIMEOUT <= longest:
+        logging.getLogger("workers.bridge").warning(
+            "CELERY_VISIBILITY_TIMEOUT (%ss) is not above CELERY_WORKER_PREFETCH_MULTIPLIER × CELERY_TASK_TIME_LIMIT "
+            "(%s × %ss): a task waiting in a worker's prefetch can be delivered twice (applied once, but counted "
+            "towards EVENTS_MAX_DELIVERIES); raise CELERY_VISIBILITY_TIMEOUT above %ss",
+            settings.CELERY_VISIBILITY_TIMEOUT, settings.CELERY_WORKER_PREFETCH_MULTIPLIER,
+            settings.CELERY_TASK_TIME_LIMIT, longest)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from django.conf import settings
 
+    warn_about_prefetch_wait()
     if settings.BRIDGE_METRICS_PORT:
         from .metrics import serve
 

@@ -7,10 +7,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECEIVED = Counter("eclean_bridge_events_received", "Messages read from a topic channel or the journal", ["topic", "source"])
 ENQUEUED = Counter("eclean_bridge_events_enqueued", "Events enqueued as Celery tasks", ["topic"])
-DUPLICATES = Counter("eclean_bridge_events_duplicate", "Events skipped: already claimed (replayed or seen by another bridge)", ["topic"])
+DUPLICATES = Counter("eclean_bridge_events_duplicate", "Events skipped: already enqueued with the same content (replayed, re-sent, or seen by another bridge)", ["topic"])
+UNRESOLVED = Gauge("eclean_bridge_events_unresolved", "Events held because another bridge's claim on them is pending; the checkpoint waits before them")
+TAKEN_OVER = Counter("eclean_bridge_events_taken_over", "Events enqueued after another bridge's pending claim on them expired (it died or stalled)")
+REDIS_STATE_LOST = Counter("eclean_bridge_redis_state_lost", "Times Redis came back without the journal, claims and checkpoints (restarted without persistence or flushed)")
 REJECTED = Counter("eclean_bridge_events_rejected", "Messages refused and dead-lettered", ["topic", "reason"])
 REPLAYED = Counter("eclean_bridge_events_replayed", "Journal entries read while catching up after a gap", ["topic"])
-RECOVERED = Counter("eclean_bridge_events_recovered", "Journaled events enqueued again by the audit: they had no effect", ["topic"])
+RECOVERED = Counter("eclean_bridge_events_recovered", "Accepted events enqueued again by the audit: no effect, no dead letter, not on the broker", ["topic"])
 RECONNECTS = Counter("eclean_bridge_reconnects", "Times the bridge lost Redis and connected again")
 BATCH_SIZE = Histogram("eclean_bridge_batch_size", "Messages per flush", buckets=(1, 2, 5, 10, 50, 100, 250, 500, 1000, 2000))
 ENQUEUE_SECONDS = Histogram(
@@ -19,7 +22,7 @@ ENQUEUE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 JOURNAL_LAG = Gauge(
-    "eclean_bridge_journal_lag_seconds", "Age of the newest journal entry not yet covered by the checkpoint", ["topic"]
+    "eclean_bridge_journal_lag_seconds", "Age of the oldest journal entry not yet covered by the checkpoint; 0 when caught up", ["topic"]
 )
 SUBSCRIBED = Gauge("eclean_bridge_subscribed", "1 while subscribed to all topics")
 
