@@ -33,6 +33,7 @@ def build_bridge():
     from workers.tasks import TOPIC_TASKS
 
     from .loop import Bridge
+    from .outbox import Relay
 
     # Zulip's rule: refuse to start a consumer for a queue nobody handles.
     missing = [t for t in envelope.TOPICS if t not in TOPIC_TASKS]
@@ -57,6 +58,7 @@ def build_bridge():
         audit_delay=settings.EVENTS_AUDIT_DELAY,
         audit_interval=settings.EVENTS_AUDIT_INTERVAL,
         queue_length=broker.llen,
+        outbox=Relay(settings.EVENTS_OUTBOX_DELAY, settings.EVENTS_JOURNAL_MAXLEN),
     )
 
 

@@ -85,6 +85,7 @@ class Bridge:
         audit_delay: float = 300.0,
         audit_interval: float = 10.0,
         queue_length=None,
+        outbox=None,
     ):
         self.url = url
         self.topics = topics
@@ -101,6 +102,7 @@ class Bridge:
         self.audit_delay = audit_delay
         self.queue_length = queue_length  # topic -> tasks waiting on the broker
         self.audit_interval = audit_interval
+        self.outbox = outbox  # .run(client): publishes what the publisher's fast path left (outbox.py)
         self._next_audit = time.monotonic() + audit_interval
         self.shutdown = False
         self.client: redis.Redis | None = None
@@ -368,6 +370,8 @@ class Bridge:
             self.pubsub.ping(marker)
             self._ping = (marker, last, now)
         self._heartbeat()
+        if self.outbox is not None:
+            self.outbox.run(self.client)
         if now >= self._next_audit:
             self._next_audit = now + self.audit_interval
             self._audit()
