@@ -134,3 +134,15 @@ def test_nul_bytes_are_kept_escaped_in_dead_letters(db):
     letter = record(topic="jobs", stage="bridge", reason="not_json", payload=b"a\x00b", detail="x\x00y")
     letter.refresh_from_db()
     assert letter.payload == "a\\x00b" and letter.detail == "x\\x00y"
+
+
+def test_nul_in_text_and_ids_beyond_the_column_fail_in_the_caller_on_every_database(redis_client, db):
+    from core.models import OutboxEvent
+
+    with pytest.raises(InvalidEvent, match="NUL"):
+        events.publish_event("chat", "chat.message", {"sender_id": 1, "recipient_id": 2, "text": "a\x00b"})
+    with pytest.raises(InvalidEvent, match="bad_data"):
+        events.publish_event("notifications", "notification.created",
+                             {"user_id": 2**31, "title": "t", "message": "m"})
+    assert not OutboxEvent.objects.exists()
+    assert redis_client.xlen("eclean:journal:chat") == 0
