@@ -40,6 +40,8 @@ app = Celery("workers")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # The topic tasks are declared in one registry module, imported by every worker.
 app.conf.imports = ("workers.tasks",)
+# Every task message is checked before Celery reads its headers (workers/guard.py).
+app.conf.worker_consumer = "workers.guard:GuardedConsumer"
 
 log = logging.getLogger(__name__)
 

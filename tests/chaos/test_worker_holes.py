@@ -86,3 +86,77 @@ def test_a_hung_redis_holds_the_request_briefly_and_the_event_goes_out_later(sta
     assert not DeadLetter.objects.exists(), "a publish that timed out left a dead letter"
     events._local.client = None
     events._paused_until = 0.0
+
+
+def _task_message(producer, task, event_id, args, **headers):
+    import json as _json
+
+    base = {"lang": "py", "task": task, "id": event_id, "shadow": None, "eta": None, "expires": None,
+            "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": event_id,
+            "parent_id": None, "argsrepr": "", "kwargsrepr": "{}", "origin": "attacker", "ignore_result": False,
+            "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {}}
+    body = [args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    producer.publish(_json.dumps(body), exchange="", routing_key="jobs", content_type="application/json",
+                     content_encoding="utf-8", headers={**base, **headers}, correlation_id=event_id)
+
+
+def test_crafted_task_messages_are_dead_lettered_and_the_worker_goes_on(stack, users, redis_server):
+    import uuid
+
+    from kombu import Connection
+
+    user = users["client"]
+    worker = stack.worker()
+
+    def event(title):
+        return support.envelope("notification.created", {"user_id": user.pk, "title": title, "message": "m"})
+
+    bad = {
+        "timelimit-text": {"timelimit": ["x", "y"]},
+        "timelimit-tiny": {"timelimit": [1e-9, 1e-9]},
+        "eta-garbage": {"eta": "not a time"},
+        "retries-text": {"retries": "many"},
+        "builtin-task": {"task": "celery.chord_unlock"},
+        "unknown-task": {"task": "os.system"},
+    }
+    bad_ids = {}
+    good_ids = []
+    with Connection(redis_server.url) as conn:
+        producer = conn.Producer()
+        for name, headers in bad.items():
+            message = event(name)
+            args = [message] if headers.get("task") is None else ["group-id", {"interval": 0}]
+            _task_message(producer, headers.pop("task", "notifications"), message["id"], args, **headers)
+            bad_ids[message["id"]] = name
+        # Protocol 1 (no headers at all): Celery would decode and run it.
+        proto1 = event("proto1")
+        producer.publish({"task": "notifications", "id": proto1["id"], "args": [proto1], "kwargs": {}},
+                         exchange="", routing_key="jobs", serializer="json")
+        bad_ids[proto1["id"]] = "proto1"
+        # A valid task for a topic, then good events behind the bad ones.
+        for n in range(5):
+            message = event(f"good {n}")
+            _task_message(producer, "notifications", message["id"], [message])
+            good_ids.append(message["id"])
+        good_ids.append(str(uuid.uuid4()))
+        message = event("good last")
+        message["id"] = good_ids[-1]
+        _task_message(producer, "notifications", message["id"], [message])
+    exactly_once(good_ids, timeout=60)
+    letters = wait_for(lambda: (lambda rows: rows if len(rows) == len(bad_ids) else None)(
+        list(DeadLetter.objects.filter(event_id__in=bad_ids))), timeout=30, what="a dead letter per bad message")
+    for letter in letters:
+        assert (letter.stage, letter.reason) == ("worker", "bad_task_message"), bad_ids[letter.event_id]
+        assert letter.detail
+    reasons = {bad_ids[letter.event_id]: letter.detail for letter in letters}
+    assert "timelimit" in reasons["timelimit-text"] and "timelimit" in reasons["timelimit-tiny"]
+    assert "celery.chord_unlock" in reasons["builtin-task"] and "not a topic task" in reasons["builtin-task"]
+    assert not Notification.objects.filter(event_id__in=bad_ids).exists()
+    assert not ProcessedEvent.objects.filter(event_id__in=bad_ids).exists()
+    assert worker.proc.poll() is None, "the worker died"
+    assert "Unrecoverable error" not in worker.log()
+    # Nothing left on the queue or unacked: the bad ones were acked, not requeued.
+    import redis as _redis
+
+    client = _redis.Redis.from_url(redis_server.url)
+    wait_for(lambda: client.llen("jobs") == 0 and client.hlen("unacked") == 0, timeout=20, what="queue drained")
