@@ -116,12 +116,14 @@ def refuse_wrong_credentials(**_):
     Celery retries broker connections forever (which we want while Redis is
     starting), and kombu counts a refused password as a connection error: a
     wrong password would be an endless, quiet retry loop. A Redis that is not
-    up yet is left to Celery's own retry.
+    up yet is left to Celery's own retry. A refusal after start-up (a password
+    rotated under a running worker) ends the same way: see
+    ``GuardedConsumer.ensure_connected`` in workers/guard.py.
     """
-    from workers.preflight import CredentialsRefused, check_credentials
+    from workers.preflight import CredentialsRefused, broker_refusal_message, check_credentials
 
     try:
-        check_credentials(app.conf.broker_url)
+        check_credentials(app.conf.broker_url, broker_refusal_message)
     except CredentialsRefused as exc:
         print(f"celery worker: {exc}", file=sys.stderr, flush=True)
         os._exit(3)  # skip atexit handlers that would reconnect and log tracebacks

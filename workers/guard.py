@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from datetime import datetime
 
+from celery.exceptions import WorkerShutdown
 from celery.utils.functional import promise
 from celery.worker.consumer import Consumer
 
@@ -159,7 +161,40 @@ def refuse(message, exc: Exception, connection_errors=()) -> None:
 
 
 class GuardedConsumer(Consumer):
-    """Celery's consumer with :func:`check` in front of every task message."""
+    """Celery's consumer with :func:`check` in front of every task message,
+    and an exit instead of an endless retry when the broker refuses our
+    credentials after start-up."""
+
+    def ensure_connected(self, conn):
+        """Celery retries a lost broker connection forever, and kombu counts a
+        refused password as a lost connection: a password rotated under a
+        running worker would be "Trying again in 16.00 seconds... (8/None)"
+        for ever. A refusal ends the worker instead, exit 3 with one line
+        naming the variable to fix, as at start-up (workers/celery_app.py)."""
+        from .preflight import broker_refusal_message, is_refusal
+
+        retry = conn.ensure_connection
+        url = self.app.conf.broker_url
+
+        def ensure_connection(errback=None, *args, **kwargs):
+            def on_error(exc, interval, *rest):
+                if is_refusal(exc):
+                    print(f"celery worker: {broker_refusal_message(url, exc)}", file=sys.stderr, flush=True)
+                    raise WorkerShutdown(3)
+                if errback is not None:
+                    return errback(exc, interval, *rest)
+
+            return retry(on_error, *args, **kwargs)
+
+        conn.ensure_connection = ensure_connection
+        try:
+            return super().ensure_connected(conn)
+        except Exception as exc:
+            # Retries disabled (or given up): the refusal is raised as is.
+            if is_refusal(exc):
+                print(f"celery worker: {broker_refusal_message(url, exc)}", file=sys.stderr, flush=True)
+                raise WorkerShutdown(3) from None
+            raise
 
     def create_task_handler(self, promise=promise):
         handle = super().create_task_handler(promise)

@@ -160,3 +160,30 @@ def test_crafted_task_messages_are_dead_lettered_and_the_worker_goes_on(stack, u
 
     client = _redis.Redis.from_url(redis_server.url)
     wait_for(lambda: client.llen("jobs") == 0 and client.hlen("unacked") == 0, timeout=20, what="queue drained")
+
+
+@pytest.mark.parametrize("variable", ["REDIS_PASSWORD", "CELERY_BROKER_URL"])
+def test_a_password_rotated_under_a_running_worker_ends_it_with_exit_3(tmp_path, redis_client, variable):
+    import redis as _redis
+
+    from devtools.redis_server import RedisServer
+
+    with RedisServer() as server:
+        env = {"REDIS_URL": server.url} if variable == "REDIS_PASSWORD" else {"CELERY_BROKER_URL": server.url}
+        worker = support.worker(tmp_path, name=f"rotated-{variable}", env=env)
+        try:
+            worker.wait_log(support.WORKER_READY, timeout=60)
+            admin = _redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+            admin.config_set("requirepass", "rotated-" + server.password)
+            admin = _redis.Redis(host="127.0.0.1", port=server.port, password="rotated-" + server.password)
+            admin.client_kill_filter(_type="normal", skipme=True)
+            code = worker.wait(timeout=90)
+        finally:
+            worker.stop()
+        log = worker.log()
+    assert code == 3, log[-3000:]
+    lines = [line for line in log.splitlines() if "refused the connection credentials" in line]
+    assert len(lines) == 1, log[-3000:]
+    assert variable in lines[0]
+    assert server.password not in log
+    assert "Trying again" not in log
