@@ -64,7 +64,7 @@ class Relay:
             close_old_connections()
             stale = OutboxEvent.objects.filter(created_at__lte=cutoff)
             rows = list(stale.order_by("created_at")[: self.batch])
-            BACKLOG.set(len(rows) if len(rows) < self.batch else stale.count())
+            waiting = len(rows) if len(rows) < self.batch else stale.count()
         except DatabaseError as exc:
             log.warning("Outbox relay skipped: database unavailable (%s)", str(exc).splitlines()[0])
             return 0
@@ -76,12 +76,14 @@ class Relay:
             except redis.RedisError as exc:
                 self._note_failure(row, exc)
                 self._delete(done)
+                BACKLOG.set(waiting - len(done))
                 raise
             done.append(row)
             log.info("Relayed from the outbox: not published after commit (attempt %d)", row.attempts + 1,
                      extra=fields)
             RELAYED.labels(row.topic).inc()
         self._delete(done)
+        BACKLOG.set(waiting - len(done))
         return len(done)
 
     def _delete(self, rows) -> None:

@@ -25,8 +25,13 @@ def _row(job_id: int, age: float) -> OutboxEvent:
 
 
 def test_the_relay_publishes_only_rows_older_than_the_delay_and_deletes_them(redis_client, db):
+    from workers.bridge.outbox import BACKLOG, RELAYED
+
     old, fresh = _row(1, age=30), _row(2, age=0)
+    relayed = RELAYED.labels("jobs")._value.get()
     assert Relay(delay=5, journal_maxlen=1000).run(redis_client) == 1
+    assert RELAYED.labels("jobs")._value.get() == relayed + 1
+    assert BACKLOG._value.get() == 0
     (_, fields), = redis_client.xrange("eclean:journal:jobs")
     assert json.loads(fields[b"e"])["id"] == str(old.event_id)
     assert [str(pk) for pk in OutboxEvent.objects.values_list("pk", flat=True)] == [str(fresh.pk)]
@@ -37,5 +42,8 @@ def test_a_redis_failure_keeps_the_row_counts_the_try_and_reaches_the_bridge(red
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     with pytest.raises(redis.ConnectionError):
         Relay(delay=5, journal_maxlen=1000).run(dead)
+    from workers.bridge.outbox import BACKLOG
+
+    assert BACKLOG._value.get() == 1
     row.refresh_from_db()
     assert row.attempts == 1 and "Connection refused" in row.last_error
