@@ -42,7 +42,7 @@ class BadTaskMessage(ValueError):
     """A task message the worker refuses to run; the text says why."""
 
 
-def _opt_str(headers, name, max_len=200):
+def _opt_str(headers, name, max_len=1000):
     value = headers.get(name)
     if value is not None and not (isinstance(value, str) and len(value) <= max_len):
         raise BadTaskMessage(f"header {name!r} must be a string or null, got {_short(value)}")

@@ -24,6 +24,7 @@ other invalid message.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import redis
@@ -49,6 +50,7 @@ class Relay:
         self.delay = delay
         self.journal_maxlen = journal_maxlen
         self.batch = batch
+        self._quiet_until = 0.0  # the database-down warning, once a minute at most
 
     def run(self, client: redis.Redis) -> int:
         """Publish up to one batch of stale rows with ``client``; return how many.
@@ -66,7 +68,9 @@ class Relay:
             rows = list(stale.order_by("created_at")[: self.batch])
             waiting = len(rows) if len(rows) < self.batch else stale.count()
         except DatabaseError as exc:
-            log.warning("Outbox relay skipped: database unavailable (%s)", str(exc).splitlines()[0])
+            if time.monotonic() >= self._quiet_until:
+                self._quiet_until = time.monotonic() + 60
+                log.warning("Outbox relay skipped: database unavailable (%s)", str(exc).splitlines()[0])
             return 0
         done = []
         for row in rows:
