@@ -107,6 +107,14 @@ def use_django_logging(**_):
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+    # The topic tasks log one line of their own for an expected refusal
+    # (workers/tasks.py); Celery's "raised expected" would repeat it.
+    logging.getLogger("celery.app.trace").addFilter(_not_an_expected_refusal)
+
+
+def _not_an_expected_refusal(record: logging.LogRecord) -> bool:
+    context = record.args if isinstance(record.args, dict) else {}
+    return context.get("description") != "raised expected"
 
 
 @signals.worker_init.connect
