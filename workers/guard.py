@@ -147,10 +147,17 @@ def refuse(message, exc: Exception, connection_errors=()) -> None:
     if isinstance(body, bytes):
         body = body[:KEEP_BYTES].decode("utf-8", "backslashreplace")
     kept = json.dumps({"headers": headers, "body": str(body)[:KEEP_BYTES]}, default=repr)
+    detail = str(exc)
+    event = _event_inside(headers, message.body)
+    if event is not None:
+        # A topic task whose headers were bad may still carry a good event:
+        # keep the event as the payload, so a replay (which writes proper
+        # headers) can run it; the message as received goes in the detail.
+        topic, kept, detail = headers["task"], json.dumps(event), f"{exc}; the message as received: {kept}"
     fields = event_fields(topic, None, event_id[:100] if event_id else None)
     try:
         close_old_connections()
-        record(topic=topic[:50], stage="worker", reason=REASON, detail=str(exc), payload=kept,
+        record(topic=topic[:50], stage="worker", reason=REASON, detail=detail, payload=kept,
                event_id=event_id[:100] if event_id else None, attempts=1)
     except DatabaseError as db_exc:
         log.error("Refused a task message (%s) but could not store the dead letter (%s); left on the broker, "
@@ -158,6 +165,19 @@ def refuse(message, exc: Exception, connection_errors=()) -> None:
         return
     log.warning("Refused a task message: %s; dead-lettered and acked", exc, extra=fields)
     message.ack_log_error(log, connection_errors)
+
+
+def _event_inside(headers, body):
+    """The event argument of a topic task message, or None."""
+    if headers.get("task") not in TASK_NAMES:
+        return None
+    try:
+        args = json.loads(body)[0]
+    except (TypeError, ValueError, KeyError, IndexError, RecursionError):
+        return None
+    if isinstance(args, list) and len(args) == 1 and isinstance(args[0], dict):
+        return args[0]
+    return None
 
 
 class GuardedConsumer(Consumer):

@@ -154,6 +154,17 @@ def test_crafted_task_messages_are_dead_lettered_and_the_worker_goes_on(stack, u
     assert not Notification.objects.filter(event_id__in=bad_ids).exists()
     assert not ProcessedEvent.objects.filter(event_id__in=bad_ids).exists()
     assert worker.proc.poll() is None, "the worker died"
+    # Nothing lost: a topic task with bad headers keeps its event, and a replay
+    # (proper headers) runs it once.
+    from core.deadletters import replay
+
+    letter = DeadLetter.objects.get(event_id=next(i for i, n in bad_ids.items() if n == "timelimit-text"))
+    assert letter.topic == "notifications" and "timelimit" in letter.detail
+    assert replay(DeadLetter.objects.filter(pk=letter.pk)).summary() == "1 replayed, 0 still invalid"
+    wait_for(lambda: ProcessedEvent.objects.filter(event_id=letter.event_id).exists(), timeout=60,
+             what="the replayed event handled")
+    assert Notification.objects.filter(event_id=letter.event_id).count() == 1
+    assert worker.proc.poll() is None, "the worker died"
     assert "Unrecoverable error" not in worker.log()
     # Nothing left on the queue or unacked: the bad ones were acked, not requeued.
     import redis as _redis
