@@ -21,7 +21,7 @@ from core.models import DeadLetter, Notification, OutboxEvent, ProcessedEvent
 
 from .. import support
 from ..support import wait_for
-from .test_chaos import Stack, exactly_once, stack  # noqa: F401 - stack is a fixture
+from .test_chaos import exactly_once, stack  # noqa: F401 - stack is a fixture, used by name
 
 pytestmark = [pytest.mark.db, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(150)]
 
