@@ -38,6 +38,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def config_quote(value: str) -> str:
+    """``value`` as a redis.conf string: every byte hex-escaped inside double
+    quotes, so any character (quotes, ``#``, spaces, newlines) is taken literally."""
+    return '"' + "".join(f"\\x{b:02x}" for b in value.encode()) + '"'
+
+
 class RedisServer:
     """``with RedisServer() as r: r.url`` — stopped (and its files removed) on exit."""
 
@@ -56,11 +62,13 @@ class RedisServer:
         return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0"
 
     def args(self) -> list[str]:
+        # "-": the rest of the configuration (the password) comes on stdin, so
+        # it never shows in /proc/<pid>/cmdline or `ps` (compose does the same).
         return [
             find_binary(),
+            "-",
             "--port", str(self.port),
             "--bind", "127.0.0.1",
-            "--requirepass", self.password,
             "--dir", self.dir,
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
@@ -72,8 +80,12 @@ class RedisServer:
     def start(self, wait: bool = True) -> "RedisServer":
         log = open(os.path.join(self.dir, "redis.log"), "ab")
         # Own process group: Ctrl-C in a terminal goes to us, and we stop it.
-        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.args(), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         log.close()
+        # Redis reads stdin to EOF before it parses the command line's options.
+        self.proc.stdin.write(f"requirepass {config_quote(self.password)}\n".encode())
+        self.proc.stdin.close()
         if wait:
             self.wait_ready()
         return self

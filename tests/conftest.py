@@ -119,9 +119,9 @@ def db():
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from core.models import DeadLetter, Job, Notification, Payment, ProcessedEvent
+    from core.models import DeadLetter, Job, Notification, OutboxEvent, Payment, ProcessedEvent
 
-    for model in (Notification, Payment, Job, ProcessedEvent, DeadLetter, get_user_model()):
+    for model in (Notification, Payment, Job, ProcessedEvent, DeadLetter, OutboxEvent, get_user_model()):
         model.objects.all().delete()
     connection.close()
 

@@ -74,3 +74,19 @@ def test_bad_configuration_is_one_line_for_every_process(command):
     assert result.returncode == 2
     assert "configuration error: REDIS_PORT must be a whole number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_worker_whose_broker_url_has_the_wrong_password_names_celery_broker_url(tmp_path, redis_server):
+    from urllib.parse import quote
+
+    broker = f"redis://:{quote(WRONG, safe='')}@127.0.0.1:{redis_server.port}/0"
+    proc = support.worker(tmp_path, env={"CELERY_BROKER_URL": broker})
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        proc.stop()
+    out = proc.log()
+    assert code == 3
+    (line,) = [line for line in out.splitlines() if "refused the connection credentials" in line]
+    assert "CELERY_BROKER_URL" in line and "REDIS_PASSWORD" not in line
+    assert WRONG not in out and quote(WRONG, safe="") not in out

@@ -1,7 +1,10 @@
 """The Celery app: ``celery -A workers worker`` finds it as ``workers.app``.
 
 All configuration lives in Django settings under the ``CELERY_`` prefix, each
-value beside the reason for it (backend/e_clean_backend/settings.py).
+value beside the reason for it (backend/e_clean_backend/settings.py). Celery
+sees those settings only: what it is given, ``celery inspect conf`` and
+Flower show to anyone who can reach them, so the Redis URL, the secret key
+and the database settings never enter its configuration.
 """
 
 from __future__ import annotations
@@ -32,14 +35,65 @@ def _settings_or_exit() -> None:
         sys.exit(2)
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _refuse_open_flower(argv: list[str]) -> None:
+    """Flower shows every worker, its tasks and its configuration, and can
+    revoke tasks and shut workers down: it does not start without basic auth
+    (FLOWER_BASIC_AUTH, or --basic-auth / --auth) unless it listens on the
+    loopback only (``--address=127.0.0.1``, what `make run` does). Flower's
+    own default address is every interface."""
+    args = argv[argv.index("flower") + 1:]
+    options = {}
+    for n, arg in enumerate(args):
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            if not eq:
+                value = args[n + 1] if n + 1 < len(args) and not args[n + 1].startswith("--") else ""
+            options[name.replace("-", "_")] = value
+    address = options.get("address", os.environ.get("FLOWER_ADDRESS", ""))
+    auth = any(options.get(k) or os.environ.get(f"FLOWER_{k.upper()}")
+               for k in ("basic_auth", "auth", "auth_provider"))
+    if not auth and address not in LOOPBACK:
+        print("celery flower: refusing to start without authentication on "
+              f"{address or 'every interface'}: set FLOWER_BASIC_AUTH=user:password, "
+              "or listen on the loopback only (--address=127.0.0.1)", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+class CelerySettings:
+    """The ``CELERY_*`` Django settings and nothing else, read lazily (Celery
+    reads its configuration on first use, after Django is set up)."""
+
+    PREFIX = "CELERY_"
+
+    def __dir__(self):
+        from django.conf import settings
+
+        return [name for name in dir(settings) if name.startswith(self.PREFIX)]
+
+    def __getattr__(self, name):
+        if not name.startswith(self.PREFIX):
+            raise AttributeError(name)
+        from django.conf import settings
+
+        return getattr(settings, name)
+
+
 # Only for the celery command (worker, flower, inspect ...): importing
 # `workers` elsewhere keeps Django's lazy settings.
 if Path(sys.argv[0]).name == "celery" or Path(sys.argv[0]).parent.name == "celery":
+    if "flower" in sys.argv[1:]:
+        _refuse_open_flower(sys.argv)
     _settings_or_exit()
+broker_fixes.mask_urls_in_shown_settings()
 app = Celery("workers")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object(CelerySettings(), namespace="CELERY")
 # The topic tasks are declared in one registry module, imported by every worker.
 app.conf.imports = ("workers.tasks",)
+# Every task message is checked before Celery reads its headers (workers/guard.py).
+app.conf.worker_consumer = "workers.guard:GuardedConsumer"
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +107,14 @@ def use_django_logging(**_):
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+    # The topic tasks log one line of their own for an expected refusal
+    # (workers/tasks.py); Celery's "raised expected" would repeat it.
+    logging.getLogger("celery.app.trace").addFilter(_not_an_expected_refusal)
+
+
+def _not_an_expected_refusal(record: logging.LogRecord) -> bool:
+    context = record.args if isinstance(record.args, dict) else {}
+    return context.get("description") != "raised expected"
 
 
 @signals.worker_init.connect
@@ -62,12 +124,14 @@ def refuse_wrong_credentials(**_):
     Celery retries broker connections forever (which we want while Redis is
     starting), and kombu counts a refused password as a connection error: a
     wrong password would be an endless, quiet retry loop. A Redis that is not
-    up yet is left to Celery's own retry.
+    up yet is left to Celery's own retry. A refusal after start-up (a password
+    rotated under a running worker) ends the same way: see
+    ``GuardedConsumer.ensure_connected`` in workers/guard.py.
     """
-    from workers.preflight import CredentialsRefused, check_credentials
+    from workers.preflight import CredentialsRefused, broker_refusal_message, check_credentials
 
     try:
-        check_credentials(app.conf.broker_url)
+        check_credentials(app.conf.broker_url, broker_refusal_message)
     except CredentialsRefused as exc:
         print(f"celery worker: {exc}", file=sys.stderr, flush=True)
         os._exit(3)  # skip atexit handlers that would reconnect and log tracebacks

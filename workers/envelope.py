@@ -21,7 +21,15 @@ TOPICS: tuple[str, ...] = ("jobs", "notifications", "chat", "payments")
 # enough that a runaway publisher cannot make the bridge buffer megabytes.
 DEFAULT_MAX_BYTES = 64 * 1024
 
-PositiveId = Annotated[int, msgspec.Meta(ge=1)]
+# Ids are database keys, so each is refused at the door when its column could
+# not hold it; otherwise PostgreSQL fails the lookup and SQLite finds nothing,
+# and the event is retried as "not committed yet". Core's models use 64-bit
+# keys (BigAutoField); users are django.contrib.auth's, whose key is a 32-bit
+# AutoField. tests/workers/test_envelope.py checks these against the models.
+MAX_BIGINT = 2**63 - 1
+MAX_INT = 2**31 - 1
+PositiveId = Annotated[int, msgspec.Meta(ge=1, le=MAX_BIGINT)]
+UserId = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 AmountText = Annotated[str, msgspec.Meta(pattern=r"^-?\d{1,10}(\.\d{1,2})?$")]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -38,7 +46,7 @@ class JobRef(Data, frozen=True):
 
 class JobAccepted(Data, frozen=True):
     job_id: PositiveId
-    cleaner_id: PositiveId
+    cleaner_id: UserId
 
 
 class PaymentData(Data, frozen=True):
@@ -57,14 +65,14 @@ class PaymentFailed(PaymentData, frozen=True):
 
 
 class ChatMessage(Data, frozen=True):
-    sender_id: PositiveId
-    recipient_id: PositiveId
+    sender_id: UserId
+    recipient_id: UserId
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
     job_id: PositiveId | None = None
 
 
 class NotificationCreated(Data, frozen=True):
-    user_id: PositiveId
+    user_id: UserId
     title: ShortText
     message: Annotated[str, msgspec.Meta(max_length=4000)]
     kind: Annotated[str, msgspec.Meta(min_length=1, max_length=50)] | None = None
@@ -177,6 +185,12 @@ def parse(topic: str, raw: bytes | str, max_bytes: int = DEFAULT_MAX_BYTES) -> E
         raise InvalidEvent("bad_data", f"{env.type}: {exc}", event_id) from None
     except RecursionError:
         raise InvalidEvent("too_deep", "JSON nested deeper than the decoder allows", event_id) from None
+    for name in data.__struct_fields__:
+        value = getattr(data, name)
+        if isinstance(value, str) and "\x00" in value:
+            # PostgreSQL text cannot hold NUL: refused here, on every database,
+            # instead of a permanent failure in the worker.
+            raise InvalidEvent("bad_data", f"{env.type}: `{name}` contains a NUL character (\\u0000)", event_id)
     if isinstance(data, PaymentData):
         try:
             data.decimal_amount

@@ -21,6 +21,7 @@ from e_clean_backend.logging import event_fields
 
 from . import envelope, journal
 from .celery_app import app
+from .errors import PermanentError
 from .handlers import MODULES
 from .retry import RetryPolicy
 
@@ -79,6 +80,13 @@ class EventTask(Task):
     typing = False
 
 
+# Refusals the contract expects (an impossible state change, an invalid
+# message): Celery logs them as "raised expected" at INFO without a
+# traceback (Task.throws), and we log one line with the reason; the dead
+# letter keeps the traceback. Anything else is a bug: traceback at ERROR.
+EXPECTED_REFUSALS = (PermanentError, envelope.InvalidEvent)
+
+
 def _dead_letter(task, topic, message, reason, exc, event=None):
     """Store the dead letter; if the database cannot take it either, keep the
     event: a new attempt is scheduled instead of acking it with no trace."""
@@ -116,6 +124,10 @@ def _store_dead_letter(task, topic, message, reason, exc, event=None):
         traceback="".join(traceback.format_exception(exc)) if exc else "",
         attempts=task.request.retries + 1,
     )
+    if isinstance(exc, EXPECTED_REFUSALS):
+        log.warning("Event refused (%s): %s; dead-lettered, see the admin's dead letters", reason, exc,
+                    extra=event_fields(topic, event_type, event_id))
+        return
     log.error(
         "Event dead-lettered (%s) after %d attempt(s): %s; see the admin's dead letters",
         reason,
@@ -135,6 +147,7 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
         base=EventTask,
         bind=True,
         max_retries=policy.max_retries,
+        throws=EXPECTED_REFUSALS,
     )
     def run(self, message):
         event_id = self.request.id

@@ -103,3 +103,31 @@ class DeadLetter(models.Model):
 
     def __str__(self):
         return f"{self.topic} {self.reason} {self.event_id or '-'}"
+
+
+class OutboxEvent(models.Model):
+    """An event waiting to be published: the transactional outbox.
+
+    :func:`core.events.publish_event` writes the row in the same transaction as
+    the change the event describes, so the two commit (or roll back) together.
+    Right after the commit the publisher sends it and deletes the row; if that
+    fast path fails (Redis hung or down, the process killed in between), the
+    bridge's relay (``workers/bridge/outbox.py``) publishes what is still here
+    after ``EVENTS_OUTBOX_DELAY`` seconds. Publishing twice is harmless: the
+    bridge claims event ids and handlers are idempotent on them.
+    """
+
+    event_id = models.UUIDField(primary_key=True)
+    topic = models.CharField(max_length=20)
+    type = models.CharField(max_length=50)
+    payload = models.TextField()  # the envelope as JSON text, validated when written
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Relay attempts that failed, and the last reason, for people and metrics.
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.type} {self.event_id}"

@@ -142,6 +142,14 @@ EVENTS_CLAIM_PENDING_TTL = env_int("EVENTS_CLAIM_PENDING_TTL", 10, minimum=1)
 EVENTS_MAX_DELIVERIES = env_int("EVENTS_MAX_DELIVERIES", 5, minimum=1)
 # Scale every retry countdown; tests set it low so backoff takes milliseconds.
 EVENTS_RETRY_BACKOFF_SCALE = env_float("EVENTS_RETRY_BACKOFF_SCALE", 1.0)
+# The publisher's fast path after commit waits at most this long on Redis
+# (connect and reply, one try): a hung Redis must not hold a web request; the
+# outbox row stays and the bridge's relay publishes it later.
+EVENTS_PUBLISH_TIMEOUT = env_float("EVENTS_PUBLISH_TIMEOUT", 1.0)
+# Outbox rows older than this are the relay's: the fast path had its chance.
+# Long enough that the relay rarely races a fast path still in flight (a
+# double publish is harmless, only wasted), short enough to be "a bit late".
+EVENTS_OUTBOX_DELAY = env_float("EVENTS_OUTBOX_DELAY", 5.0)
 BRIDGE_NAME = env_str("BRIDGE_NAME", "bridge")
 BRIDGE_BATCH_SIZE = env_int("BRIDGE_BATCH_SIZE", 500, minimum=1)
 BRIDGE_HEARTBEAT_TTL = env_int("BRIDGE_HEARTBEAT_TTL", 30, minimum=2)

@@ -72,16 +72,60 @@ def test_journal_is_capped(redis_client, db, settings):
     assert 100 <= redis_client.xlen("eclean:journal:jobs") < 400
 
 
-def test_redis_down_keeps_the_event_as_a_dead_letter(db, settings, monkeypatch):
+@pytest.fixture
+def fresh_publisher(monkeypatch):
+    """The publisher with no cached client and no pause from an earlier failure."""
+    monkeypatch.setattr(events._local, "client", None, raising=False)
+    monkeypatch.setattr(events, "_paused_until", 0.0)
+    yield
+    events._local.client = None
+    events._paused_until = 0.0
+
+
+def test_the_outbox_row_commits_with_the_change_and_goes_once_published(subscriber, redis_client, db):
+    from core.models import OutboxEvent
+
+    with transaction.atomic():
+        event_id = events.publish_event("jobs", "job.created", {"job_id": 7})
+        row = OutboxEvent.objects.get(pk=event_id)
+        assert (row.topic, row.type, json.loads(row.payload)["id"]) == ("jobs", "job.created", event_id)
+    assert received(subscriber)["id"] == event_id
+    assert not OutboxEvent.objects.exists()
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        events.publish_event("jobs", "job.created", {"job_id": 8})
+        1 / 0
+    assert not OutboxEvent.objects.exists()
+
+
+def test_redis_down_keeps_the_event_in_the_outbox_not_as_a_dead_letter(db, settings, fresh_publisher):
+    from core.models import OutboxEvent
+
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    monkeypatch.setattr(events._local, "client", None, raising=False)
-    monkeypatch.setattr(events, "PUBLISH_ATTEMPTS", 2)
     event_id = events.publish_event("jobs", "job.created", {"job_id": 3})
-    letter = DeadLetter.objects.get(event_id=event_id)
-    assert (letter.stage, letter.reason, letter.topic, letter.event_type) == (
-        "publisher", "publish_failed", "jobs", "job.created")
-    assert json.loads(letter.payload)["id"] == event_id
-    monkeypatch.setattr(events._local, "client", None, raising=False)
+    row = OutboxEvent.objects.get(pk=event_id)
+    assert json.loads(row.payload)["id"] == event_id
+    assert not DeadLetter.objects.exists()
+
+
+def test_a_hung_redis_costs_one_short_timeout_per_request_not_one_per_event(db, settings, fresh_publisher):
+    import socket
+    import time
+
+    from core.models import OutboxEvent
+
+    # A socket that accepts connections and never answers: a hung Redis.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        settings.REDIS_URL = f"redis://:pw@127.0.0.1:{hung.getsockname()[1]}/0"
+        settings.EVENTS_PUBLISH_TIMEOUT = 0.5
+        started = time.monotonic()
+        with transaction.atomic():
+            ids = [events.publish_event("jobs", "job.created", {"job_id": n}) for n in range(1, 5)]
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.5, f"4 events waited {elapsed:.1f}s on a hung Redis"
+    assert sorted(str(r.pk) for r in OutboxEvent.objects.all()) == sorted(ids)
+    assert not DeadLetter.objects.exists()
 
 
 def test_nul_bytes_are_kept_escaped_in_dead_letters(db):
@@ -90,3 +134,15 @@ def test_nul_bytes_are_kept_escaped_in_dead_letters(db):
     letter = record(topic="jobs", stage="bridge", reason="not_json", payload=b"a\x00b", detail="x\x00y")
     letter.refresh_from_db()
     assert letter.payload == "a\\x00b" and letter.detail == "x\\x00y"
+
+
+def test_nul_in_text_and_ids_beyond_the_column_fail_in_the_caller_on_every_database(redis_client, db):
+    from core.models import OutboxEvent
+
+    with pytest.raises(InvalidEvent, match="NUL"):
+        events.publish_event("chat", "chat.message", {"sender_id": 1, "recipient_id": 2, "text": "a\x00b"})
+    with pytest.raises(InvalidEvent, match="bad_data"):
+        events.publish_event("notifications", "notification.created",
+                             {"user_id": 2**31, "title": "t", "message": "m"})
+    assert not OutboxEvent.objects.exists()
+    assert redis_client.xlen("eclean:journal:chat") == 0

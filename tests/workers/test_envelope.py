@@ -149,3 +149,54 @@ def test_events_are_immutable():
         event.type = "job.cancelled"
     with pytest.raises(AttributeError):
         event.data.job_id = 2
+
+
+@pytest.mark.parametrize("topic, type, data, field", [
+    ("chat", "chat.message", {"sender_id": 1, "recipient_id": 2, "text": "a\u0000b"}, "text"),
+    ("notifications", "notification.created", {"user_id": 1, "title": "\u0000", "message": "m"}, "title"),
+    ("notifications", "notification.created", {"user_id": 1, "title": "t", "message": "m", "kind": "k\u0000"}, "kind"),
+    ("payments", "payment.failed", {"payment_id": "pi\u0000", "job_id": 1, "amount": "1", "currency": "EUR"},
+     "payment_id"),
+    ("payments", "payment.failed", {"payment_id": "pi", "job_id": 1, "amount": "1", "currency": "EUR",
+                                    "reason": "x\u0000"}, "reason"),
+])
+def test_a_nul_character_in_any_text_is_refused(topic, type, data, field):
+    with pytest.raises(InvalidEvent) as caught:
+        parse(topic, msg(type, data))
+    assert caught.value.reason == "bad_data" and f"`{field}` contains a NUL" in caught.value.detail
+    # The text "\u0000" (backslash, u, zeros) is ordinary text.
+    parse(topic, msg(type, {**data, field: "\\u0000" if field != "payment_id" else "pi"}))
+
+
+@pytest.mark.parametrize("type, data, field, limit", [
+    ("job.created", {"job_id": 0}, "job_id", envelope.MAX_BIGINT),
+    ("job.accepted", {"job_id": 1, "cleaner_id": 0}, "cleaner_id", envelope.MAX_INT),
+])
+def test_ids_beyond_their_column_are_refused(type, data, field, limit):
+    parse("jobs", msg(type, {**data, field: limit}))
+    for bad in (limit + 1, 2**64, 10**30, 0, -1):
+        with pytest.raises(InvalidEvent, match="bad_data"):
+            parse("jobs", msg(type, {**data, field: bad}))
+    for topic, type_, base in (("chat", "chat.message", {"sender_id": 1, "recipient_id": 2, "text": "t"}),
+                               ("notifications", "notification.created", {"user_id": 1, "title": "t", "message": "m"})):
+        user_field = "recipient_id" if topic == "chat" else "user_id"
+        with pytest.raises(InvalidEvent, match="bad_data"):
+            parse(topic, msg(type_, {**base, user_field: envelope.MAX_INT + 1}))
+
+
+@pytest.mark.db
+def test_id_limits_match_the_models_and_the_largest_ids_are_plain_misses(db):
+    """The envelope's limits are the columns' (checked here, so a model change
+    cannot leave them behind), and the largest accepted id is a lookup that
+    simply finds nothing, on SQLite and PostgreSQL alike."""
+    from django.contrib.auth import get_user_model
+    from django.db import models
+
+    from core.models import Job, Payment
+
+    limits = {models.AutoField: envelope.MAX_INT, models.BigAutoField: envelope.MAX_BIGINT}
+    assert limits[type(get_user_model()._meta.pk)] == envelope.MAX_INT
+    assert limits[type(Job._meta.pk)] == envelope.MAX_BIGINT
+    assert limits[type(Payment._meta.pk)] == envelope.MAX_BIGINT
+    assert not Job.objects.filter(pk=envelope.MAX_BIGINT).exists()
+    assert not get_user_model().objects.filter(pk=envelope.MAX_INT).exists()

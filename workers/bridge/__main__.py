@@ -32,6 +32,7 @@ def build_bridge():
     from workers.tasks import TOPIC_TASKS
 
     from .loop import Bridge
+    from .outbox import Relay
 
     # Zulip's rule: refuse to start a consumer for a queue nobody handles.
     missing = [t for t in envelope.TOPICS if t not in TOPIC_TASKS]
@@ -56,6 +57,7 @@ def build_bridge():
         audit_interval=settings.EVENTS_AUDIT_INTERVAL,
         broker_url=settings.CELERY_BROKER_URL,
         accepted_maxlen=settings.EVENTS_JOURNAL_MAXLEN,
+        outbox=Relay(settings.EVENTS_OUTBOX_DELAY, settings.EVENTS_JOURNAL_MAXLEN),
     )
 
 

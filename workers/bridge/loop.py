@@ -123,6 +123,7 @@ class Bridge:
         audit_interval: float = 10.0,
         broker_url: str | None = None,
         accepted_maxlen: int = 100_000,
+        outbox=None,
     ):
         self.url = url
         # The broker may be another Redis (CELERY_BROKER_URL): its queues and
@@ -141,6 +142,7 @@ class Bridge:
         self.pong_timeout = pong_timeout or options["health_check_interval"] + 5
         self.audit_delay = audit_delay
         self.audit_interval = audit_interval
+        self.outbox = outbox  # .run(client): publishes what the publisher's fast path left (outbox.py)
         self._next_audit = time.monotonic() + audit_interval
         self.shutdown = False
         self.client: redis.Redis | None = None
@@ -561,6 +563,8 @@ class Bridge:
         self._recheck_unresolved()
         self._heartbeat()
         self._measure_lag()
+        if self.outbox is not None:
+            self.outbox.run(self.client)
         if now >= self._next_audit:
             self._next_audit = now + self.audit_interval
             self._audit()
