@@ -98,6 +98,43 @@ def connection_options(env: Mapping[str, str] | None = None) -> dict:
     }
 
 
+# Key prefix of the channel layer: its groups and channels never collide with
+# the journal, claims or Celery queues on the same Redis.
+CHANNEL_LAYER_PREFIX = "eclean:ws"
+
+
+def channel_layers(env: Mapping[str, str] | None = None) -> dict:
+    """Django Channels' ``CHANNEL_LAYERS`` on the same Redis as everything else.
+
+    The system this replaces configured its channel layer by hand and lost the
+    password there too. Here the layer gets the very URL (quoted password, ACL
+    user, ``rediss://``, password file) and the very connection options that
+    the broker and the bridge get: a second place to build them is exactly the
+    bug. ``hosts`` entries that are dicts go to redis-py's
+    ``ConnectionPool.from_url(address, **options)``.
+    """
+    env = os.environ if env is None else env
+    host = {"address": redis_url(env), **connection_options(env)}
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [host],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                # A browser that stops reading must not grow Redis without
+                # bound: a channel keeps this many messages, then drops (the
+                # client's resume fetches the rest from the database).
+                "capacity": env_int("REALTIME_CHANNEL_CAPACITY", 200, env, minimum=10),
+                # Seconds an undelivered message lives; past it the resume covers it.
+                "expiry": 60,
+                # Connections re-join their group on every session check, so a
+                # membership outlives this only while its socket is alive.
+                "group_expiry": 86400,
+            },
+        }
+    }
+
+
 def redact(url: str) -> str:
     """The URL with its password replaced, fit for logs."""
     parts = urlsplit(url)
@@ -126,6 +163,8 @@ def client(url: str | None = None, **overrides):
 __all__ = [
     "CREDENTIAL_HINT",
     "ImproperlyConfigured",
+    "CHANNEL_LAYER_PREFIX",
+    "channel_layers",
     "client",
     "connection_options",
     "credential_error_message",

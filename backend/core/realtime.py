@@ -1,0 +1,157 @@
+"""Real-time notifications: what a socket receives, and pushing it from sync code.
+
+The database is the source of truth; the socket is the fast path. A handler
+commits notification rows, and ``transaction.on_commit`` hands them to
+:func:`push`, which sends each to its user's group on the channel layer
+(``notifications.user.<id>``). A push that fails is logged and counted and
+nothing else: the effect is committed, and the client's resume (see
+``core/consumers.py``) fetches whatever the fast path dropped.
+
+Why a thread: ``async_to_sync(layer.group_send)`` from a sync Celery worker
+runs each call on a fresh event loop, and channels_redis keeps its connection
+pool per loop, so every call connects to Redis, authenticates and disconnects
+(measured in ``tests/realtime/test_push.py``). One daemon thread per process
+runs one event loop for the life of the process and keeps one channel layer
+and its pool on it; pushes are handed over with ``run_coroutine_threadsafe``
+and never wait on Redis in the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from concurrent.futures import Future
+from typing import Iterable
+
+log = logging.getLogger(__name__)
+
+GROUP_PREFIX = "notifications.user."
+# A Redis that hangs must not pile up pushes in memory: past this many in
+# flight, new ones are dropped (counted); the resume delivers them instead.
+MAX_IN_FLIGHT = 2000
+SEND_TIMEOUT = 5.0
+
+
+def group_name(user_id: int) -> str:
+    """The channel-layer group of one user's sockets (every open tab)."""
+    return f"{GROUP_PREFIX}{int(user_id)}"
+
+
+def payload(notification) -> dict:
+    """The JSON a socket receives for one notification (ARCHITECTURE.md's fields, plus read)."""
+    return {
+        "id": notification.pk,
+        "kind": notification.kind,
+        "title": notification.title,
+        "message": notification.message,
+        "created_at": notification.created_at.isoformat(),
+        "event_id": str(notification.event_id),
+        "read": notification.read,
+    }
+
+
+class Pusher:
+    """One event loop thread per process, holding one channel layer.
+
+    Started lazily, and again in a forked child (Celery's prefork pool forks
+    after import): a loop thread does not survive ``fork``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._layer = None
+        self._in_flight = 0
+        self.sent = 0
+        self.failed = 0
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        if self._pid == os.getpid() and self._loop is not None:
+            return self._loop
+        with self._lock:
+            if self._pid != os.getpid() or self._loop is None:
+                from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+
+                loop = asyncio.new_event_loop()
+                # Our own instance, not the process-wide cached one: a layer
+                # inherited over fork would hold the parent's sockets.
+                self._layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+                self._in_flight = 0
+                threading.Thread(target=loop.run_forever, name="realtime-push", daemon=True).start()
+                self._loop, self._pid = loop, os.getpid()
+        return self._loop
+
+    def push(self, notifications: Iterable) -> list[Future]:
+        """Send each committed notification to its user's group; never raises."""
+        futures = []
+        try:
+            loop = self._ensure_started()
+            for n in notifications:
+                if self._in_flight >= MAX_IN_FLIGHT:
+                    self._failed(n.pk, "too many pushes in flight")
+                    continue
+                self._in_flight += 1
+                message = {"type": "notification.push", "notification": payload(n)}
+                future = asyncio.run_coroutine_threadsafe(self._send(group_name(n.user_id), message), loop)
+                future.add_done_callback(self._done)
+                futures.append(future)
+        except Exception as exc:  # noqa: BLE001 - a push never fails the event
+            self._failed(None, f"{type(exc).__name__}: {exc}")
+        return futures
+
+    async def _send(self, group: str, message: dict) -> None:
+        try:
+            await asyncio.wait_for(self._layer.group_send(group, message), SEND_TIMEOUT)
+            self.sent += 1
+        except Exception as exc:  # noqa: BLE001
+            # redis-py's messages name host and port, never the password.
+            self._failed(message["notification"]["id"], f"{type(exc).__name__}: {exc}")
+
+    def _done(self, _future: Future) -> None:
+        self._in_flight -= 1
+
+    def _failed(self, notification_id, reason: str) -> None:
+        self.failed += 1
+        log.warning("realtime push failed (notification %s, %d failed so far): %s; "
+                    "the client's resume will deliver it", notification_id, self.failed, reason)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait for the pushes in flight (tests and process shutdown)."""
+        loop = self._loop
+        if loop is None or self._pid != os.getpid():
+            return
+        future = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop)
+        future.result(timeout)
+        deadline = loop.time() + timeout
+        while self._in_flight > 0 and loop.time() < deadline:
+            threading.Event().wait(0.01)
+
+
+pusher = Pusher()
+
+
+def push(notifications: Iterable) -> None:
+    """Push committed notifications to their users' sockets. Call from
+    ``transaction.on_commit`` only: a rolled-back row must never reach a browser."""
+    pusher.push(notifications)
+
+
+def check_channel_layer() -> None:
+    """Fail fast when Redis refuses the channel layer's credentials.
+
+    The same check and one-line message as the bridge and the worker
+    (``workers.preflight``), on the channel layer's own address, so a wrong
+    ``REDIS_PASSWORD`` stops the web process at start instead of leaving it
+    serving pages whose sockets never receive anything. A Redis that is only
+    down is waited for by the layer itself.
+    """
+    from django.conf import settings
+
+    from workers.preflight import check_credentials
+
+    for host in settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]:
+        if not check_credentials(host["address"]):
+            log.warning("Redis for the channel layer is not reachable yet; sockets connect once it is")
