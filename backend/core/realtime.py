@@ -22,14 +22,13 @@ import asyncio
 import logging
 import os
 import threading
-from concurrent.futures import Future
 from typing import Iterable
 
 log = logging.getLogger(__name__)
 
 GROUP_PREFIX = "notifications.user."
-# A Redis that hangs must not pile up pushes in memory: past this many in
-# flight, new ones are dropped (counted); the resume delivers them instead.
+# A Redis that hangs must not pile up pushes in memory: past this many
+# waiting, new ones are dropped (counted); the resume delivers them instead.
 MAX_IN_FLIGHT = 2000
 SEND_TIMEOUT = 5.0
 
@@ -55,16 +54,22 @@ def payload(notification) -> dict:
 class Pusher:
     """One event loop thread per process, holding one channel layer.
 
-    Started lazily, and again in a forked child (Celery's prefork pool forks
-    after import): a loop thread does not survive ``fork``.
+    Pushes go through one bounded queue to ``SENDERS`` sender tasks, so the
+    layer's connection pool holds at most that many connections however
+    bursty the handlers are (a coroutine per push would take a pooled
+    connection each while they overlap). Started lazily, and again in a
+    forked child (Celery's prefork pool forks after import): a loop thread
+    does not survive ``fork``.
     """
+
+    SENDERS = 4
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
         self._layer = None
-        self._in_flight = 0
         self.sent = 0
         self.failed = 0
 
@@ -79,39 +84,49 @@ class Pusher:
                 # Our own instance, not the process-wide cached one: a layer
                 # inherited over fork would hold the parent's sockets.
                 self._layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
-                self._in_flight = 0
-                threading.Thread(target=loop.run_forever, name="realtime-push", daemon=True).start()
+                started = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    self._queue = asyncio.Queue(MAX_IN_FLIGHT)
+                    for _ in range(self.SENDERS):
+                        loop.create_task(self._sender())
+                    loop.call_soon(started.set)
+                    loop.run_forever()
+
+                threading.Thread(target=run, name="realtime-push", daemon=True).start()
+                started.wait(10)
                 self._loop, self._pid = loop, os.getpid()
         return self._loop
 
-    def push(self, notifications: Iterable) -> list[Future]:
-        """Send each committed notification to its user's group; never raises."""
-        futures = []
+    def push(self, notifications: Iterable) -> None:
+        """Queue each committed notification for its user's group; never raises, never waits on Redis."""
         try:
             loop = self._ensure_started()
-            for n in notifications:
-                if self._in_flight >= MAX_IN_FLIGHT:
-                    self._failed(n.pk, "too many pushes in flight")
-                    continue
-                self._in_flight += 1
-                message = {"type": "notification.push", "notification": payload(n)}
-                future = asyncio.run_coroutine_threadsafe(self._send(group_name(n.user_id), message), loop)
-                future.add_done_callback(self._done)
-                futures.append(future)
+            messages = [(group_name(n.user_id), {"type": "notification.push", "notification": payload(n)})
+                        for n in notifications]
+            loop.call_soon_threadsafe(self._enqueue, messages)
         except Exception as exc:  # noqa: BLE001 - a push never fails the event
             self._failed(None, f"{type(exc).__name__}: {exc}")
-        return futures
 
-    async def _send(self, group: str, message: dict) -> None:
-        try:
-            await asyncio.wait_for(self._layer.group_send(group, message), SEND_TIMEOUT)
-            self.sent += 1
-        except Exception as exc:  # noqa: BLE001
-            # redis-py's messages name host and port, never the password.
-            self._failed(message["notification"]["id"], f"{type(exc).__name__}: {exc}")
+    def _enqueue(self, messages) -> None:
+        for item in messages:
+            try:
+                self._queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self._failed(item[1]["notification"]["id"], "too many pushes waiting")
 
-    def _done(self, _future: Future) -> None:
-        self._in_flight -= 1
+    async def _sender(self) -> None:
+        while True:
+            group, message = await self._queue.get()
+            try:
+                await asyncio.wait_for(self._layer.group_send(group, message), SEND_TIMEOUT)
+                self.sent += 1
+            except Exception as exc:  # noqa: BLE001
+                # redis-py's messages name host and port, never the password.
+                self._failed(message["notification"]["id"], f"{type(exc).__name__}: {exc}")
+            finally:
+                self._queue.task_done()
 
     def _failed(self, notification_id, reason: str) -> None:
         self.failed += 1
@@ -119,15 +134,16 @@ class Pusher:
                     "the client's resume will deliver it", notification_id, self.failed, reason)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait for the pushes in flight (tests and process shutdown)."""
+        """Wait until every queued push was sent or failed (tests, benchmarks)."""
         loop = self._loop
         if loop is None or self._pid != os.getpid():
             return
-        future = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop)
-        future.result(timeout)
-        deadline = loop.time() + timeout
-        while self._in_flight > 0 and loop.time() < deadline:
-            threading.Event().wait(0.01)
+
+        async def drained() -> None:
+            await asyncio.sleep(0)  # let call_soon_threadsafe'd enqueues run first
+            await self._queue.join()
+
+        asyncio.run_coroutine_threadsafe(asyncio.wait_for(drained(), timeout), loop).result(timeout + 1)
 
 
 pusher = Pusher()

@@ -64,7 +64,7 @@ def notify(event: Event, users, title: str, message: str, kind: str | None = Non
         # notification the database rolled back. A failed push is only
         # logged and counted (the client's resume covers it): the event's
         # effect is committed, so it must not fail, retry or dead-letter.
-        transaction.on_commit(lambda: realtime.push(_with_pks(rows, event)))
+        transaction.on_commit(lambda: realtime.push(_with_pks(rows, event)), robust=True)
 
 
 def _with_pks(rows: list[Notification], event: Event) -> list[Notification]:
