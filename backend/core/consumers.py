@@ -13,7 +13,7 @@ server → client
     ``{"type": "pong"}``, ``{"type": "error", "error": "..."}``
 
 Close codes: 4401 not logged in / session ended, 4429 too many messages,
-1009 message too big. Close reasons never carry a secret.
+1009 message too big, 1012 the server lost Redis (reconnect and resume). Close reasons never carry a secret.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import logging
 import time
 from datetime import timedelta
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_BIG = 1009
+CLOSE_SERVICE_RESTART = 1012
 MAX_READ_IDS = 500
 # Ids this socket has sent, kept to send none twice; pruned to the newest half past this.
 MAX_SENT_IDS = 2000
@@ -60,6 +62,20 @@ class TokenBucket:
 
 class NotificationConsumer(AsyncWebsocketConsumer):
     """A user's notifications: backlog on resume, then live pushes, read marks to every tab."""
+
+    async def __call__(self, scope, receive, send):
+        # Redis going away breaks the layer's receive loop under the socket.
+        # Close it as "service restart" with one log line instead of a
+        # traceback per socket: the client reconnects and resumes from the
+        # database, so nothing is lost.
+        try:
+            await super().__call__(scope, receive, send)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            log.warning("notification socket closed: the channel layer lost Redis (%s)", type(exc).__name__)
+            try:
+                await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART})
+            except Exception:  # noqa: BLE001 - the socket may be gone already
+                pass
 
     async def connect(self) -> None:
         user = self.scope.get("user")
