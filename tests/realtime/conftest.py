@@ -59,11 +59,24 @@ class Web(support.Proc):
         return self
 
 
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory) -> Path:
+    """The static files collected once, as the Dockerfile does: the web
+    process runs with DEBUG off here, like production, and serves them."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("static")
+    subprocess.run([sys.executable, "backend/manage.py", "collectstatic", "--no-input", "-v", "0"],
+                   cwd=support.REPO, env={**os.environ, "DJANGO_STATIC_ROOT": str(root)}, check=True, timeout=120)
+    return root
+
+
 @pytest.fixture
-def web_factory(tmp_path):
+def web_factory(tmp_path, static_root):
     started: list[Web] = []
 
     def start(env: dict | None = None, name: str = "web", port: int | None = None, ready: bool = True) -> Web:
+        env = {"DJANGO_STATIC_ROOT": str(static_root), **(env or {})}
         web = Web(tmp_path, env, name=f"{name}{len(started)}", port=port)
         started.append(web)
         return web.wait_ready() if ready else web
