@@ -140,7 +140,8 @@ def measure(clients: int, rate: float, count: int, server: str, workdir: Path) -
         ws_clients.stdin.flush()
         line = ws_clients.stdout.readline().strip()
         if not line.startswith("connected"):
-            raise RuntimeError(f"clients did not connect: {line!r}")
+            raise RuntimeError(f"clients did not connect: {line!r}\n{(workdir / f'web-{server}.log').read_text()[-3000:]}")
+        retries = int(line.split("(")[1].split()[0])
         time.sleep(2.0)  # every resume answered, the sockets idle
         rss_idle = _status_kb(web.pid, "VmRSS")
 
@@ -177,8 +178,10 @@ def measure(clients: int, rate: float, count: int, server: str, workdir: Path) -
             "committed": len(committed),
             "received": len(set(received) & set(committed)),
             "lost": len(set(committed) - set(received)),
+            "lost_ids": sorted(set(committed) - set(received))[:20],
             "duplicates": got["duplicates"],
             "closed": got["closed"],
+            "handshakes_retried": retries,
             "latency_ms": {k: (round(v, 2) if v is not None else None) for k, v in _percentiles(latencies).items()},
             "rss_mb": {"before": round(rss_before / 1024, 1), "idle_connected": round(rss_idle / 1024, 1),
                        "after": round(rss_end / 1024, 1),

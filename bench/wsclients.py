@@ -21,8 +21,17 @@ import websockets
 
 async def client(url: str, origin: str, cookie: str, received: dict, counts: dict, opened: asyncio.Event,
                  stop: asyncio.Event, state: dict) -> None:
-    async with websockets.connect(url, origin=origin, additional_headers={"Cookie": f"sessionid={cookie}"},
-                                  open_timeout=60, max_queue=None, compression=None) as ws:
+    for attempt in range(20):  # a refused handshake under the opening rush is tried again
+        try:
+            ws = await websockets.connect(url, origin=origin, additional_headers={"Cookie": f"sessionid={cookie}"},
+                                          open_timeout=60, max_queue=None, compression=None)
+            break
+        except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError):
+            counts["retries"] += 1
+            await asyncio.sleep(0.2 * (attempt + 1))
+    else:
+        raise RuntimeError("could not connect")
+    async with ws:
         await ws.send('{"type":"resume","last_id":0}')
         state["open"] += 1
         if state["open"] == state["total"]:
@@ -45,17 +54,17 @@ async def client(url: str, origin: str, cookie: str, received: dict, counts: dic
 async def main_async(args) -> None:
     cookies = [line.strip() for line in sys.stdin.readline().split(",") if line.strip()]
     received: dict[int, float] = {}
-    counts = {"duplicates": 0, "closed": 0}
+    counts = {"duplicates": 0, "closed": 0, "retries": 0}
     opened, stop = asyncio.Event(), asyncio.Event()
     state = {"open": 0, "total": len(cookies)}
     tasks = []
     # Open in small waves: a thousand handshakes at once only measure the accept queue.
     for i, cookie in enumerate(cookies):
         tasks.append(asyncio.create_task(client(args.url, args.origin, cookie, received, counts, opened, stop, state)))
-        if i % 50 == 49:
-            await asyncio.sleep(0.05)
+        if i % 25 == 24:
+            await asyncio.sleep(0.1)
     await asyncio.wait_for(opened.wait(), args.open_timeout)
-    print(f"connected {state['open']}", flush=True)
+    print(f"connected {state['open']} ({counts['retries']} handshakes retried)", flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
     stop.set()

@@ -155,6 +155,27 @@ def push(notifications: Iterable) -> None:
     pusher.push(notifications)
 
 
+class RedisLossInOneLine(logging.Filter):
+    """channels_redis's pub/sub receiver logs a traceback when Redis goes
+    away; redis-py then reconnects and re-subscribes by itself, and the
+    sockets' re-check fetches what was published meanwhile. One line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import redis
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+            record.msg = f"{record.getMessage()}: lost Redis ({type(exc).__name__}); reconnecting and re-subscribing"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_redis_loss() -> None:
+    """Install :class:`RedisLossInOneLine` on the channel layer's logger (the web process)."""
+    logging.getLogger("channels_redis.pubsub").addFilter(RedisLossInOneLine())
+
+
 def check_channel_layer() -> None:
     """Fail fast when Redis refuses the channel layer's credentials.
 

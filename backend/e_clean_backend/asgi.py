@@ -30,6 +30,7 @@ try:
     from core import realtime  # noqa: E402
 
     realtime.check_channel_layer()
+    realtime.quiet_redis_loss()
 except ImproperlyConfigured as exc:
     print(f"web: configuration error: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(2) from None

@@ -100,7 +100,7 @@ def connection_options(env: Mapping[str, str] | None = None) -> dict:
 
 # Key prefix of the channel layer: its groups and channels never collide with
 # the journal, claims or Celery queues on the same Redis.
-CHANNEL_LAYER_PREFIX = "eclean:ws"
+CHANNEL_LAYER_PREFIX = "eclean:ws:"
 
 
 def channel_layers(env: Mapping[str, str] | None = None) -> dict:
@@ -117,20 +117,15 @@ def channel_layers(env: Mapping[str, str] | None = None) -> dict:
     host = {"address": redis_url(env), **connection_options(env)}
     return {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [host],
-                "prefix": CHANNEL_LAYER_PREFIX,
-                # A browser that stops reading must not grow Redis without
-                # bound: a channel keeps this many messages, then drops (the
-                # client's resume fetches the rest from the database).
-                "capacity": env_int("REALTIME_CHANNEL_CAPACITY", 200, env, minimum=10),
-                # Seconds an undelivered message lives; past it the resume covers it.
-                "expiry": 60,
-                # Connections re-join their group on every session check, so a
-                # membership outlives this only while its socket is alive.
-                "group_expiry": 86400,
-            },
+            # The pub/sub layer: a group is a Redis channel each web process
+            # subscribes to, a group_send one PUBLISH. The list-based core
+            # layer lost every message for one socket out of 1,000 in
+            # bench/realtime.py (a known race of its shared per-process inbox,
+            # django/channels#1244); it also needs no key expiry, and redis-py
+            # re-subscribes by itself after a Redis restart. What pub/sub
+            # drops while a process is down, the client's resume fetches.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [host], "prefix": CHANNEL_LAYER_PREFIX},
         }
     }
 

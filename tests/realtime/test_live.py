@@ -148,6 +148,7 @@ def test_redis_then_web_restart_mid_stream_every_notification_once(tmp_path, web
     env = {"REDIS_URL": server.url}
     client = redis.Redis.from_url(server.url)
     web = web_factory({**env, **WEB_ENV})
+    webs = [web]
     bridge = support.bridge(tmp_path, env=env)
     worker = support.worker(tmp_path, env=env)
     try:
@@ -165,6 +166,7 @@ def test_redis_then_web_restart_mid_stream_every_notification_once(tmp_path, web
             if i == 60:
                 web.stop()
                 web = web_factory({**env, **WEB_ENV}, port=web.port)
+                webs.append(web)
         support.wait_for(lambda: socket.event_ids() >= set(ids), timeout=120, interval=0.2,
                          what=f"all {len(ids)} notifications on the socket "
                               f"(have {len(socket.event_ids() & set(ids))})")
@@ -180,5 +182,7 @@ def test_redis_then_web_restart_mid_stream_every_notification_once(tmp_path, web
         web.stop()
         client.close()
         server.cleanup()
-    assert server.password not in web.log() + worker.log() + bridge.log()
-    assert "Traceback" not in web.log(), "losing Redis closes sockets with one line, not a traceback each"
+    web_logs = "".join(w.log() for w in webs)
+    assert server.password not in web_logs + worker.log() + bridge.log()
+    assert "lost Redis" in webs[0].log(), "the web process noticed the restart"
+    assert "Traceback" not in web_logs, "losing Redis is one line, not a traceback"
