@@ -68,7 +68,7 @@ def server_command(server: str) -> list[str]:
         line = next(l.partition(":")[2].strip() for l in (REPO / "Procfile").read_text().splitlines()
                     if l.startswith("web:"))
         return ["sh", "-c", line]
-    if server == "uvicorn":  # comparison only: uvicorn is not a requirement
+    if server == "uvicorn":  # the comparison that chose Daphne (README); `pip install uvicorn` first
         return ["sh", "-c", "cd backend && exec uvicorn --host 127.0.0.1 --port $WEB_PORT --ws websockets "
                             "--ws-max-size 65536 --no-access-log --lifespan off e_clean_backend.asgi:application"]
     raise SystemExit(f"unknown server {server}")
