@@ -30,5 +30,6 @@ RUN DJANGO_DEBUG=1 python backend/manage.py collectstatic --no-input -v 0
 USER app:app
 
 EXPOSE 8000
-WORKDIR /app/backend
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "e_clean_backend.asgi:application"]
+# The web process by default (compose sets each service's command; web runs
+# from backend/, where the settings package is).
+CMD ["sh", "-c", "cd backend && exec daphne -b 0.0.0.0 -p 8000 e_clean_backend.asgi:application"]

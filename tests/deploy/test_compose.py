@@ -349,7 +349,10 @@ def test_web_runs_the_asgi_app_as_the_procfile_does(services, procfile):
 def test_the_image_collects_static_files_and_serves_them_from_daphne():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "manage.py collectstatic --no-input" in dockerfile
-    assert 'CMD ["daphne"' in dockerfile
+    assert "exec daphne" in dockerfile
+    # One WORKDIR for every service (bridge and worker import `workers` from
+    # /app); only the web service changes directory, in compose.
+    assert [line for line in dockerfile.splitlines() if line.startswith("WORKDIR")] == ["WORKDIR /app"]
 
 
 def test_flower_runs_the_same_program_behind_basic_auth(services, procfile, env_example):
