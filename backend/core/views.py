@@ -1,7 +1,5 @@
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.shortcuts import render
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -28,18 +26,3 @@ def healthz(request):
         client.close()
     ok = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ok" if ok else "unhealthy", **checks}, status=200 if ok else 503)
-
-
-@login_required
-def notifications_page(request):
-    """The logged-in user's notifications, newest first; the page's script
-    (core/static/core/notifications.js) keeps it live over /ws/notifications/."""
-    from . import realtime
-    from .models import Notification
-
-    mine = Notification.objects.filter(user=request.user)
-    rows = list(mine.order_by("-pk")[: settings.REALTIME_BACKLOG])
-    return render(request, "core/notifications.html", {
-        "unread": mine.filter(read=False).count(),
-        "initial": [realtime.payload(n) for n in rows],
-    })

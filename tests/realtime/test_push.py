@@ -39,7 +39,7 @@ def test_pushes_reuse_one_connection_where_async_to_sync_opens_one_each(redis_cl
     pusher.flush()
     ours = connections_made(redis_client) - before
     assert (pusher.sent, pusher.failed) == (52, 0)
-    assert ours <= realtime.Pusher.SENDERS, f"{ours} new Redis connections for 50 pushes"
+    assert ours <= 1, f"{ours} new Redis connections for 50 pushes"
 
     # What the issue warns about, measured: async_to_sync runs each call on a
     # new event loop, and channels_redis keeps its pool per loop.
@@ -51,6 +51,7 @@ def test_pushes_reuse_one_connection_where_async_to_sync_opens_one_each(redis_cl
         async_to_sync(layer.group_send)(realtime.group_name(n.user_id), {"type": "notification.push",
                                                                         "notification": realtime.payload(n)})
     naive = connections_made(redis_client) - before
+    print(f"Redis connections opened: {ours} for 50 pushes through the pusher, {naive} for 20 async_to_sync sends")
     assert naive >= 20, f"async_to_sync opened {naive} connections for 20 sends"
 
 
