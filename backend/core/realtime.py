@@ -12,8 +12,8 @@ runs each call on a fresh event loop, and channels_redis keeps its connection
 pool per loop, so every call connects to Redis, authenticates and disconnects
 (measured in ``tests/realtime/test_push.py``). One daemon thread per process
 runs one event loop for the life of the process and keeps one channel layer
-and its pool on it; pushes are handed over with ``run_coroutine_threadsafe``
-and never wait on Redis in the handler.
+and its connection on it; pushes are handed to it with
+``call_soon_threadsafe`` onto a bounded queue, so a handler never waits on Redis.
 """
 
 from __future__ import annotations
