@@ -22,8 +22,14 @@ RUN pip install -r requirements/base.txt
 # now because the app user cannot write __pycache__ at run time.
 COPY . .
 RUN python -m compileall -q backend workers
+# Static files (the admin's, the notifications page's) into backend/staticfiles,
+# compressed, for WhiteNoise to serve from the web process. DEBUG only for a
+# throwaway secret key at build time; nothing connects to Redis here.
+RUN DJANGO_DEBUG=1 python backend/manage.py collectstatic --no-input -v 0
 
 USER app:app
 
 EXPOSE 8000
-CMD ["gunicorn", "--chdir", "backend", "--bind", "0.0.0.0:8000", "e_clean_backend.wsgi:application"]
+# The web process by default (compose sets each service's command; web runs
+# from backend/, where the settings package is).
+CMD ["sh", "-c", "cd backend && exec daphne -b 0.0.0.0 -p 8000 e_clean_backend.asgi:application"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from devtools.redis_server import RedisServer, free_port
 
-from . import events, report
+from . import events, realtime, report
 from .db import PostgresDatabase, SqliteDatabase
 from .observe import QueueDrainer
 from .procs import REPO, Proc, clean_env, peak_rss_mb, python
@@ -408,6 +408,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # bench/out/ is git-ignored: a run never dirties the committed bench/results/
     # (`make bench-record` writes there on purpose).
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="results directory (default bench/out/, ignored by git)")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="skip the real-time phase (WebSocket clients, bench/realtime.py)")
     parser.add_argument("--profile", action="store_true",
                         help="after the measured runs, one more run of our bridge under py-spy (not counted)")
     args = parser.parse_args(argv)
@@ -479,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
                 extra = run_row(ctx, row, 0, profile=True)
                 profile[row] = report.summarize_profile(args.out / f"profile-{row}.txt")
                 profile[row]["run"] = {k: extra.get(k) for k in ("events_per_s", "at20k_events_per_s", "lost")}
+        realtime_result = None
+        if not args.no_realtime:
+            ctx.say("real-time phase (bench/realtime.py) · starting")
+            realtime_result = realtime.run(args.quick, workdir)
         machine = report.machine_info(ctx)
     finally:
         for database in (ctx.sqlite, ctx.postgres):
@@ -492,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] kept {workdir}", flush=True)
     doc = report.build(args, sizes, results, skipped, machine, profile,
                        {row: [ph.spec() for ph in plan(row, sizes, args.events)] for row in args.rows})
+    if realtime_result is not None:
+        doc["realtime"] = realtime_result
+        doc["targets"] += realtime.targets(realtime_result)
     text = report.render_console(doc)
     print(text, flush=True)
     name = report.write(doc, args.out)

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import __doc__ as METHOD
+from . import realtime
 from .procs import REPO
 
 LABELS = {
@@ -206,8 +207,8 @@ def _notes(doc: dict) -> str:
 
 def render_console(doc: dict) -> str:
     parts = ["", f"E-Clean events benchmark — {doc['generated']} — {doc['machine'].get('cpu_model')} "
-             f"({doc['machine'].get('cpus')} cores)", "", table(doc), "", _notes(doc), "", "Targets:",
-             targets_text(doc)]
+             f"({doc['machine'].get('cpus')} cores)", "", table(doc), "", _notes(doc), "",
+             *([realtime.markdown(doc["realtime"])] if doc.get("realtime") else []), "Targets:", targets_text(doc)]
     for row, why in doc["skipped"].items():
         parts.append(f"- skipped {row}: {why}")
     return "\n".join(parts)
@@ -217,7 +218,8 @@ def markdown(doc: dict) -> str:
     m = doc["machine"]
     title = "# E-Clean events benchmark"
     parts = [title, "", f"`{doc['command']}` — {doc['generated']}", "",
-             table(doc), "", _notes(doc), "", "## Targets", "", targets_text(doc), ""]
+             table(doc), "", _notes(doc), "", *([realtime.markdown(doc["realtime"])] if doc.get("realtime") else []),
+             "## Targets", "", targets_text(doc), ""]
     if doc["skipped"]:
         parts += ["Skipped: " + "; ".join(f"{r}: {w}" for r, w in doc["skipped"].items()), ""]
     parts += ["## Ratios (median of per-run ratios, row ÷ a row above it that measures the same thing)", "",

@@ -14,6 +14,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 
+from devtools import browser
 from devtools.procs import postgres_unavailable
 
 TOTALS: Counter = Counter()
@@ -40,6 +41,8 @@ def pytest(args: list[str], **env: str) -> int:
 def main(argv: list[str]) -> int:
     url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     required = os.environ.get("REQUIRE_POSTGRES") == "1"
+    # The browser tests need Debian's chromium; without it they fail, not skip.
+    browser.ensure()
     results = {"sqlite": pytest(argv, TEST_DB="sqlite")}
     why_not = postgres_unavailable(url)
     if why_not is None:

@@ -55,5 +55,10 @@ def test_quick_run_prints_the_table_and_writes_every_row(tmp_path):
         assert median["events_per_s"] > 0, f"{row}: no throughput"
         assert median["lost"] == 0, f"{row}: {median['lost']} events lost"
     assert doc["runs_per_row"] == 1
+    # the real-time phase: a few WebSocket clients, everything committed arrives once
+    realtime = doc["realtime"]
+    assert realtime["received"] == realtime["committed"] > 0 and realtime["lost"] == 0
+    assert realtime["duplicates"] == 0 and realtime["latency_ms"]["p50"] is not None
+    assert "## Real-time notifications" in out
     assert doc["machine"]["redis-server"]
     assert {t["target"] for t in doc["targets"]}, "targets are evaluated"

@@ -315,22 +315,44 @@ def test_bridge_metrics_and_check(services):
     assert healthcheck_command(bridge)[1:] == ["python", "-m", "workers.bridge", "--check"]
 
 
-def test_web_runs_the_django_wsgi_app(services, procfile):
+def test_web_runs_the_asgi_app_as_the_procfile_does(services, procfile):
     from django.conf import settings
 
     web = services["web"]
     tokens = command_tokens(web["command"])
-    assert tokens[0] == "gunicorn"
-    assert tokens[tokens.index("--chdir") + 1] == "backend"
-    assert tokens[tokens.index("--bind") + 1] == "0.0.0.0:8000"
+    assert tokens[0] == "daphne" and web["working_dir"] == "/app/backend"
+    assert tokens[tokens.index("-b") + 1] == "0.0.0.0" and tokens[tokens.index("-p") + 1] == "8000"
     module, _, attr = tokens[-1].partition(":")
-    assert f"{module}.{attr}" == settings.WSGI_APPLICATION
-    # The Procfile runs the same Django project.
-    assert shlex.split(procfile["web"])[:3] == ["python", "backend/manage.py", "runserver"]
+    assert f"{module}.{attr}" == settings.ASGI_APPLICATION
+    # The Procfile runs the same server with the same limits (its bind/port
+    # are local; compose adds --proxy-headers for the proxy in front).
+    local = shlex.split(procfile["web"])
+    assert local[:4] == ["cd", "backend", "&&", "exec"]
+    local = local[4:]
+
+    def options(tokens):
+        out = {}
+        for i, token in enumerate(tokens[:-1]):
+            if token.startswith("--") and token != "--proxy-headers":
+                out[token] = tokens[i + 1]
+        return out
+
+    assert local[0] == "daphne" and local[-1] == tokens[-1]
+    assert options(local) == options(tokens)
+    assert "--websocket-max-message-size" in tokens
     check = " ".join(healthcheck_command(web))
     assert "urllib" in check and "http://127.0.0.1:8000/healthz" in check
     # The health check's Host header must be allowed by Django.
     assert "127.0.0.1" in environment(web)["DJANGO_ALLOWED_HOSTS"].split(",")
+
+
+def test_the_image_collects_static_files_and_serves_them_from_daphne():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "manage.py collectstatic --no-input" in dockerfile
+    assert "exec daphne" in dockerfile
+    # One WORKDIR for every service (bridge and worker import `workers` from
+    # /app); only the web service changes directory, in compose.
+    assert [line for line in dockerfile.splitlines() if line.startswith("WORKDIR")] == ["WORKDIR /app"]
 
 
 def test_flower_runs_the_same_program_behind_basic_auth(services, procfile, env_example):

@@ -7,6 +7,7 @@ from typing import Callable
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, models, transaction
 
+from core import realtime
 from core.models import Notification, ProcessedEvent
 
 from ..envelope import Event
@@ -48,7 +49,8 @@ def user(pk: int):
 
 
 def notify(event: Event, users, title: str, message: str, kind: str | None = None) -> None:
-    """One notification per user for this event (users may repeat or be None)."""
+    """One notification per user for this event (users may repeat or be None),
+    pushed to each user's open sockets once the transaction commits."""
     seen = set()
     rows = []
     for u in users:
@@ -57,3 +59,17 @@ def notify(event: Event, users, title: str, message: str, kind: str | None = Non
         seen.add(u.pk)
         rows.append(Notification(user=u, kind=kind or event.type, title=title, message=message, event_id=event.id))
     Notification.objects.bulk_create(rows)
+    if rows:
+        # After the commit, never before: a browser must not show a
+        # notification the database rolled back. A failed push is only
+        # logged and counted (the client's resume covers it): the event's
+        # effect is committed, so it must not fail, retry or dead-letter.
+        transaction.on_commit(lambda: realtime.push(_with_pks(rows, event)), robust=True)
+
+
+def _with_pks(rows: list[Notification], event: Event) -> list[Notification]:
+    # bulk_create fills pks where the database returns them (PostgreSQL,
+    # SQLite >= 3.35); otherwise read the committed rows back.
+    if all(r.pk is not None for r in rows):
+        return rows
+    return list(Notification.objects.filter(event_id=event.id))
