@@ -6,7 +6,8 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DJANGO_SETTINGS_MODULE=e_clean_backend.settings
+    DJANGO_SETTINGS_MODULE=e_clean_backend.settings \
+    PYTHONPATH=/app:/app/backend
 
 WORKDIR /app
 

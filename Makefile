@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Where the code is, for every process started from here: the repository root
+# (workers, bench, devtools) and backend/ (the Django project).
+export PYTHONPATH := $(CURDIR):$(CURDIR)/backend
 
 .PHONY: run manage shell redis-cli test test-sqlite test-postgres bench bench-record clean
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import tempfile
 import threading
@@ -386,15 +385,6 @@ def run_row(ctx: Context, row: str, run_no: int, profile: bool = False) -> dict:
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} ms"
-
-
-def median_of(runs: list[dict]) -> dict:
-    keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    med = {}
-    for k in sorted(keys):
-        values = [r[k] for r in runs if isinstance(r.get(k), (int, float)) and r.get(k) is not None]
-        med[k] = statistics.median(values) if values else None
-    return med
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

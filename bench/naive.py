@@ -19,10 +19,9 @@ log = logging.getLogger("bench.naive")
 
 def main(argv: list[str]) -> int:
     stats_file = argv[0]
-    import workers  # noqa: F401 - backend/ on sys.path
-    import django
+    from e_clean_backend.bootstrap import setup
 
-    django.setup()
+    setup()
     import signal
 
     from django.conf import settings

@@ -113,7 +113,6 @@ def run_phase(client, topics, payloads, spec) -> dict:
 
 def main(argv: list[str]) -> int:
     url, events_file, out_dir = argv
-    import workers  # noqa: F401 - backend/ on sys.path
     from e_clean_backend import redis_config
 
     from .events import read

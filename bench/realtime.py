@@ -88,10 +88,9 @@ def measure(clients: int, rate: float, count: int, server: str, workdir: Path) -
     os.environ.update({k: env[k] for k in ("REDIS_URL", "DATABASE_URL", "DJANGO_SECRET_KEY", "DJANGO_DEBUG",
                                            "DJANGO_ALLOWED_HOSTS", "LOG_LEVEL")})
     os.environ["DJANGO_SETTINGS_MODULE"] = "e_clean_backend.settings"
-    import workers  # noqa: F401 - puts backend/ on sys.path
-    import django
+    from e_clean_backend.bootstrap import setup
 
-    django.setup()
+    setup()
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
     from django.core.management import call_command

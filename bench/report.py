@@ -32,6 +32,15 @@ TABLE_REFS = {"naive": ("old",), "bridge": ("naive", "old"), "e2e-sqlite": ("old
 RATIO_FIGURES = ("events_per_s", "enqueue_p50_ms", "enqueue_p99_ms", "effect_p50_ms", "effect_p99_ms", "rss_mb")
 
 
+
+def median_of(runs: list[dict]) -> dict:
+    keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    med = {}
+    for k in sorted(keys):
+        values = [r[k] for r in runs if isinstance(r.get(k), (int, float)) and r.get(k) is not None]
+        med[k] = statistics.median(values) if values else None
+    return med
+
 def _num(v, digits=0, unit=""):
     if v is None:
         return "—"
@@ -129,7 +138,6 @@ def targets(doc: dict) -> list[dict]:
 
 def build(args, sizes, results, skipped, machine, profile, phases) -> dict:
     rows = {}
-    from .harness import median_of
 
     for row, runs in results.items():
         rows[row] = {"label": LABELS[row], "median": median_of(runs)}

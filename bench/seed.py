@@ -11,10 +11,9 @@ import sys
 
 
 def main() -> int:
-    import workers  # noqa: F401 - backend/ on sys.path
-    import django
+    from e_clean_backend.bootstrap import setup
 
-    django.setup()
+    setup()
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
 

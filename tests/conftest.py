@@ -12,11 +12,13 @@ import os
 import secrets
 import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
 from devtools.redis_server import RedisServer
 
+REPO = Path(__file__).resolve().parent.parent
 _state: dict = {}
 
 # Variables from the developer's shell that would point the suite elsewhere.
@@ -68,10 +70,12 @@ def pytest_configure(config):
         BRIDGE_HEARTBEAT_TTL="5",
         EVENTS_CLAIM_PENDING_TTL="5",
     )
-    import workers  # noqa: F401 - puts backend/ on sys.path
-    import django
+    # pytest.ini's pythonpath serves this process; the processes the tests
+    # start (workers, the bridge, manage.py) are told where the code is here.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "backend")])
+    from e_clean_backend.bootstrap import setup
 
-    django.setup()
+    setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)

@@ -13,7 +13,7 @@ from typing import Iterable
 import msgspec
 from celery.utils.nodenames import anon_nodename
 
-from .celery_app import app
+from .celery import app
 from .envelope import Event
 
 # Redis commands per pipeline round trip (each task is an LPUSH).

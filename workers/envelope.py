@@ -15,11 +15,14 @@ from typing import Annotated, Any
 
 import msgspec
 
-TOPICS: tuple[str, ...] = ("jobs", "notifications", "chat", "payments")
+from .topics import TOPICS
 
 # 64 KiB: far above any real event (a chat message is the largest), small
 # enough that a runaway publisher cannot make the bridge buffer megabytes.
 DEFAULT_MAX_BYTES = 64 * 1024
+# For events already accepted once (a task's message, the journal, a dead
+# letter): the size limit was checked at the door, so none applies again.
+NO_SIZE_LIMIT = 1 << 30
 
 # Ids are database keys, so each is refused at the door when its column could
 # not hold it; otherwise PostgreSQL fails the lookup and SQLite finds nothing,
@@ -90,6 +93,12 @@ EVENT_TYPES: dict[str, tuple[str, type[Data]]] = {
     "chat.message": ("chat", ChatMessage),
     "notification.created": ("notifications", NotificationCreated),
 }
+
+
+_strays = {name: t for name, (t, _) in EVENT_TYPES.items() if t not in TOPICS}
+_typeless = [t for t in TOPICS if t not in {t for t, _ in EVENT_TYPES.values()}]
+if _strays or _typeless:  # pragma: no cover - a programming error caught at import
+    raise RuntimeError(f"event types on unknown topics {_strays}, topics without event types {_typeless}")
 
 
 def types_of(topic: str) -> list[str]:
@@ -202,4 +211,4 @@ def parse(topic: str, raw: bytes | str, max_bytes: int = DEFAULT_MAX_BYTES) -> E
 def from_message(topic: str, message: dict[str, Any]) -> Event:
     """Re-validate the JSON value a task received (see :meth:`Event.to_message`)."""
     message = {k: v for k, v in message.items() if v is not None}
-    return parse(topic, msgspec.json.encode(message), max_bytes=1 << 30)
+    return parse(topic, msgspec.json.encode(message), max_bytes=NO_SIZE_LIMIT)

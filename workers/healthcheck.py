@@ -23,12 +23,10 @@ PING_TIMEOUT = float(os.environ.get("WORKER_HEALTHCHECK_TIMEOUT", "3"))
 def check() -> int:
     suffix = f"@{socket.gethostname()}"
     try:
-        import django
+        from e_clean_backend.bootstrap import setup
 
-        import workers  # noqa: F401 - puts backend/ on sys.path, sets DJANGO_SETTINGS_MODULE
-
-        django.setup()
-        from workers.celery_app import app
+        setup()
+        from workers.celery import app
 
         with app.connection_for_write() as conn:
             # One try: the broker's own retry-forever policy would hang the check.

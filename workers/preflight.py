@@ -22,27 +22,26 @@ def check_credentials(url: str, message=redis_config.credential_error_message) -
     try:
         client.ping()
         return True
-    except (redis.ResponseError, *_REFUSED) as exc:
-        if is_refusal(exc):
-            raise CredentialsRefused(message(url, exc)) from None
-        raise
+    except REFUSED as exc:
+        raise CredentialsRefused(message(url, exc)) from None
     except redis.ConnectionError:
         return False
     finally:
         client.close()
 
 
-_REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError, redis.exceptions.NoPermissionError)
+# Redis refusing our user/password: a wrong password (WRONGPASS, "invalid
+# password"), a password Redis now requires (NOAUTH), an ACL that shuts us out
+# (NOPERM). redis-py maps each reply to one of these classes.
+REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError, redis.exceptions.NoPermissionError)
 
 
 def is_refusal(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (or what caused it) is Redis refusing our user/password:
-    a wrong password, a password Redis now requires, an ACL that shuts us out."""
+    """Whether ``exc``, or what caused it (kombu wraps what redis-py raised),
+    is Redis refusing our credentials: the one test of it, for every process."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, _REFUSED):
-            return True
-        if isinstance(exc, redis.ResponseError) and any(k in str(exc) for k in ("NOAUTH", "WRONGPASS", "NOPERM")):
+        if isinstance(exc, REFUSED):
             return True
         exc = exc.__cause__ or exc.__context__
         seen += 1

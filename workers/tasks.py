@@ -12,71 +12,32 @@ import logging
 import traceback
 
 import msgspec
-import redis
 from celery import Task
 from django.conf import settings
 
-from e_clean_backend import redis_config
 from e_clean_backend.logging import event_fields
 
-from . import envelope, journal
-from .celery_app import app
+from . import deliveries, envelope
+from .celery import app
 from .errors import PermanentError
-from .handlers import MODULES
+from .handlers import BY_TOPIC
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-_redis: redis.Redis | None = None
-
-
-def _client() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis_config.client(settings.REDIS_URL)
-    return _redis
-
-
-def reset_deliveries(event_ids: list[str]) -> None:
-    """Forget unfinished-delivery counts, e.g. before a replay."""
-    if event_ids:
-        _client().delete(*(journal.deliveries_key(i) for i in event_ids))
-
-
-def _count_delivery(event_id: str) -> int:
-    """Count a delivery of a message that came back to the queue; 0 when
-    Redis cannot say.
-
-    Only called for redelivered messages (kombu flags every message it puts
-    back: worker lost, time limit, visibility timeout, shutdown), so a first
-    delivery costs no Redis round trip. Best effort on purpose: it only guards
-    against poison events, and a Redis hiccup here must not fail, and so ack,
-    an event that was never handled.
-    """
-    key = journal.deliveries_key(event_id)
-    try:
-        with _client().pipeline(transaction=False) as pipe:
-            returned, _ = pipe.incr(key).expire(key, settings.EVENTS_CLAIM_TTL).execute()
-        return returned
-    except redis.RedisError as exc:
-        log.warning("Delivery count unavailable (%s)", exc, extra=event_fields(event_id=event_id))
-        return 0
-
-
-def _clear_deliveries(event_id: str) -> None:
-    try:
-        _client().delete(journal.deliveries_key(event_id))
-    except redis.RedisError:
-        pass  # expires with EVENTS_CLAIM_TTL
+def _longest_wait() -> float:
+    """The longest a retry may wait: it waits on the worker as an unacked ETA
+    message, and past the visibility timeout Redis would hand it to a second
+    worker."""
+    return settings.CELERY_VISIBILITY_TIMEOUT / 2
 
 
 class EventTask(Task):
-    """Options every topic task shares; see settings for why each is set."""
+    """The base of every topic task. Acks, rejects and results come from the
+    ``CELERY_TASK_*`` settings (each beside its reason), stated once there."""
 
-    acks_late = True
-    acks_on_timeout = False
-    reject_on_worker_lost = True
-    ignore_result = True
+    # One positional JSON value; Celery's signature check would only repeat
+    # the envelope's validation with a less useful error.
     typing = False
 
 
@@ -95,7 +56,7 @@ def _dead_letter(task, topic, message, reason, exc, event=None):
     try:
         _store_dead_letter(task, topic, message, reason, exc, event)
     except DatabaseError as db_exc:
-        countdown = settings.CELERY_VISIBILITY_TIMEOUT / 2
+        countdown = _longest_wait()
         log.error("Could not store the dead letter (%s); trying the event again in %.0fs", db_exc, countdown,
                   extra=event_fields(topic, event.type if event else None, task.request.id))
         raise task.retry(exc=db_exc, countdown=countdown, max_retries=task.request.retries + 1) from None
@@ -154,13 +115,13 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
         # Messages come back when their worker dies or hits the time limit;
         # one that keeps coming back without finishing is poison.
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        started = 1 + _count_delivery(event_id) if redelivered else 1
+        started = 1 + deliveries.count(event_id) if redelivered else 1
         tracked = redelivered or self.request.retries > 0  # a count may exist from earlier deliveries
         if started > settings.EVENTS_MAX_DELIVERIES:
             # An event that kills its worker every time ends here, not in a loop.
             _dead_letter(self, topic, message, "worker_lost", RuntimeError(
                 f"delivered {started - 1} times without finishing: the worker died or hit the time limit each time"))
-            _clear_deliveries(event_id)
+            deliveries.clear(event_id)
             return "dead-lettered"
         event, fields = None, event_fields(topic, None, event_id)
         try:
@@ -169,17 +130,15 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
             applied = apply_once(event, handlers[event.type], attempts=self.request.retries + 1)
         except envelope.InvalidEvent as exc:
             if tracked:
-                _clear_deliveries(event_id)
+                deliveries.clear(event_id)
             _dead_letter(self, topic, message, exc.reason, exc)
             raise
         except Exception as exc:
             if tracked:
-                _clear_deliveries(event_id)
+                deliveries.clear(event_id)
             if policy.should_retry(exc, self.request.retries):
-                # A retry waits on the worker as an unacked ETA message; past the
-                # visibility timeout Redis would hand it to a second worker.
                 countdown = min(policy.countdown(self.request.retries, settings.EVENTS_RETRY_BACKOFF_SCALE),
-                                settings.CELERY_VISIBILITY_TIMEOUT / 2)
+                                _longest_wait())
                 log.warning("Transient failure (%s), retry %d/%d in %.2fs", exc, self.request.retries + 1,
                             policy.max_retries, countdown, extra=fields)
                 raise self.retry(exc=exc, countdown=countdown)
@@ -187,20 +146,17 @@ def topic_task(topic: str, handlers: dict, policy: RetryPolicy):
             _dead_letter(self, topic, message, reason, exc, event)
             raise
         if tracked:
-            _clear_deliveries(event_id)
+            deliveries.clear(event_id)
         log.info("Event handled" if applied else "Event already handled, skipped", extra=fields)
         return "handled" if applied else "duplicate"
 
     return run
 
 
-# topic -> task. The bridge refuses to start if a topic has no task here.
-TOPIC_TASKS = {module.TOPIC: topic_task(module.TOPIC, module.HANDLERS, module.RETRY) for module in MODULES}
+# topic -> task, one per topic of workers/topics.py.
+TOPIC_TASKS = {topic: topic_task(topic, module.HANDLERS, module.RETRY) for topic, module in BY_TOPIC.items()}
 
-missing = set(envelope.TOPICS) - set(TOPIC_TASKS)
-if missing:  # pragma: no cover - a programming error caught at import
-    raise RuntimeError(f"topics without a task: {sorted(missing)}")
-for _module in MODULES:
-    _unhandled = set(envelope.types_of(_module.TOPIC)) - set(_module.HANDLERS)
-    if _unhandled:  # pragma: no cover
-        raise RuntimeError(f"{_module.__name__} has no handler for {sorted(_unhandled)}")
+for _topic, _module in BY_TOPIC.items():
+    if set(_module.HANDLERS) != set(envelope.types_of(_topic)):  # pragma: no cover - caught at import
+        raise RuntimeError(f"{_module.__name__} handles {sorted(_module.HANDLERS)}, "
+                           f"the topic's event types are {sorted(envelope.types_of(_topic))}")

@@ -13,7 +13,8 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
-from kombu import Exchange, Queue
+
+from workers.topics import TOPICS
 
 from . import redis_config
 from .env import ImproperlyConfigured, env_bool, env_float, env_int, env_secret, env_str, load_env_file
@@ -196,7 +197,8 @@ BRIDGE_METRICS_PORT = env_int("BRIDGE_METRICS_PORT", 0, minimum=0, maximum=65535
 BRIDGE_METRICS_ADDR = env_str("BRIDGE_METRICS_ADDR", "127.0.0.1")
 
 # --- Celery -------------------------------------------------------------------
-TOPIC_QUEUES = ("jobs", "notifications", "chat", "payments")
+# One Celery queue per topic, named after it (the list is workers/topics.py).
+TOPIC_QUEUES = TOPICS
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 # Tasks must finish well before the broker considers them lost; a killed
 # worker's unacked message comes back after the visibility timeout.
@@ -252,9 +254,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # waiting out the visibility timeout.
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 10.0)
 CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
-# One queue per topic, each behind its own direct exchange, so `-Q payments`
-# gives a worker exactly one topic.
-CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in TOPIC_QUEUES)
+# The queues themselves (kombu objects) are declared in workers/celery.py, so
+# loading these settings imports nothing of Celery.
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
 # Flower builds its view from task events, so they are on from the start:
 # every event shows as a task. They cost the worker's main process a publish

@@ -17,11 +17,11 @@ import os
 import signal
 import time
 
-import django
+from e_clean_backend.bootstrap import setup
 
-from workers import app  # noqa: F401 - `celery -A` finds the app here
+from workers.celery import app  # noqa: F401 - `celery -A` finds the app here
 
-django.setup()  # the handlers import models; the real worker loads them later
+setup()  # the handlers import models; the real worker loads them later
 
 from django.conf import settings  # noqa: E402
 from django.db import OperationalError  # noqa: E402

@@ -30,8 +30,8 @@ RELAY = {"EVENTS_OUTBOX_DELAY": "1"}
 
 _DIES_AFTER_COMMIT = textwrap.dedent("""
     import os, sys
-    import workers, django
-    django.setup()
+    from e_clean_backend.bootstrap import setup
+    setup()
     from django.db import transaction
     from core.events import publish_event
     with transaction.atomic():

@@ -4,7 +4,7 @@ import pytest
 import redis
 from kombu.transport import redis as kombu_redis
 
-import workers  # noqa: F401 - applies the fix
+import workers.celery  # noqa: F401 - applies the fix
 
 
 def test_a_closed_channel_raises_a_connection_error_not_attribute_error(redis_server):

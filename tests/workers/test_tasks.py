@@ -21,7 +21,7 @@ QUEUES = tuple(f"inproc.{t}" for t in ("jobs", "notifications", "chat", "payment
 
 @pytest.fixture(scope="session")
 def celery_session_app():
-    from workers.celery_app import app
+    from workers.celery import app
 
     return app
 

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.db, pytest.mark.slow]
 
 
 def test_an_expected_refusal_is_one_line_with_reason_and_event_id(tmp_path, redis_client, job):
-    from workers.celery_app import app
+    from workers.celery import app
 
     job.status = "completed"
     job.save()

@@ -90,7 +90,7 @@ def audit(client, broker, bridge_name: str, topics, enqueue, delay: float) -> in
         order = []  # (entry id, event id)
         for entry_id, fields in entries:
             try:
-                event = envelope.parse(topic, fields.get(JOURNAL_FIELD, b""), max_bytes=1 << 30)
+                event = envelope.parse(topic, fields.get(JOURNAL_FIELD, b""), max_bytes=envelope.NO_SIZE_LIMIT)
             except envelope.InvalidEvent:
                 continue  # only valid events are accepted; nothing to do
             events[event.id] = event

@@ -1,7 +1,12 @@
-"""One module per topic. Each declares ``TOPIC``, ``RETRY`` (its retry policy)
-and ``HANDLERS`` (event type -> plain function over a validated Event).
-``workers.tasks`` turns each module into that topic's Celery task."""
+"""One module per topic, named after it (workers/topics.py). Each declares
+``RETRY`` (its retry policy) and ``HANDLERS`` (event type -> plain function
+over a validated Event); ``workers.tasks`` turns each into that topic's
+Celery task. A topic without its module fails here, at import."""
 
-from . import chat, jobs, notifications, payments
+from importlib import import_module
 
-MODULES = (jobs, notifications, chat, payments)
+from ..topics import TOPICS
+
+# topic -> its handler module
+BY_TOPIC = {topic: import_module(f"{__name__}.{topic}") for topic in TOPICS}
+MODULES = tuple(BY_TOPIC.values())

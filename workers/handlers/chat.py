@@ -6,7 +6,6 @@ from ..envelope import Event
 from ..retry import RetryPolicy
 from .base import notify, user
 
-TOPIC = "chat"
 # Chat is only worth delivering while it is fresh: give up within a minute or so.
 RETRY = RetryPolicy(max_retries=4, backoff_min=1.0, backoff_max=20.0)
 

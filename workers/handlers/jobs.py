@@ -9,7 +9,6 @@ from ..errors import PermanentError
 from ..retry import RetryPolicy
 from .base import existing, notify, user
 
-TOPIC = "jobs"
 # A job row is committed by the web process just before it publishes; a few
 # quick retries cover replication or commit lag, then a person looks.
 RETRY = RetryPolicy(max_retries=5, backoff_min=1.0, backoff_max=30.0)

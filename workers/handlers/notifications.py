@@ -6,7 +6,6 @@ from ..envelope import Event
 from ..retry import RetryPolicy
 from .base import notify, user
 
-TOPIC = "notifications"
 RETRY = RetryPolicy(max_retries=5, backoff_min=1.0, backoff_max=30.0)
 
 

@@ -9,7 +9,6 @@ from ..errors import PermanentError
 from ..retry import RetryPolicy
 from .base import existing, notify
 
-TOPIC = "payments"
 # Money: retry longer before giving up, a lost payment update costs support time.
 RETRY = RetryPolicy(max_retries=8, backoff_min=2.0, backoff_max=60.0)
 

@@ -1,4 +1,7 @@
-"""The Celery app: ``celery -A workers worker`` finds it as ``workers.app``.
+"""The Celery app: ``celery -A workers worker`` finds it here, in
+``workers.celery``, by Celery's own convention; ``workers/__init__.py``
+imports nothing, so a process that only needs the event contract
+(``workers.envelope``) never builds the app.
 
 All configuration lives in Django settings under the ``CELERY_`` prefix, each
 value beside the reason for it (backend/e_clean_backend/settings.py). Celery
@@ -12,11 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
+import click
 from celery import Celery, signals
+from kombu import Exchange, Queue
 
 from . import broker_fixes
+from .topics import TOPICS as TOPIC_QUEUES
 
 broker_fixes.apply()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "e_clean_backend.settings")
@@ -81,15 +86,28 @@ class CelerySettings:
         return getattr(settings, name)
 
 
-# Only for the celery command (worker, flower, inspect ...): importing
-# `workers` elsewhere keeps Django's lazy settings.
-if Path(sys.argv[0]).name == "celery" or Path(sys.argv[0]).parent.name == "celery":
-    if "flower" in sys.argv[1:]:
+def _celery_command() -> str | None:
+    """The sub-command (worker, flower, inspect ...) when the ``celery``
+    command is loading this app, else None: the command line tells, not the
+    name of the program that imported us."""
+    context = click.get_current_context(silent=True)
+    return context.invoked_subcommand if context is not None else None
+
+
+# Only for the celery command: importing the app elsewhere (a test, the
+# replay seam) keeps Django's lazy settings.
+_COMMAND = _celery_command()
+if _COMMAND is not None:
+    if _COMMAND == "flower":
         _refuse_open_flower(sys.argv)
     _settings_or_exit()
 broker_fixes.mask_urls_in_shown_settings()
 app = Celery("workers")
 app.config_from_object(CelerySettings(), namespace="CELERY")
+# One queue per topic, each behind its own direct exchange, so `-Q payments`
+# gives a worker exactly one topic.
+app.conf.task_queues = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
+                             for name in TOPIC_QUEUES)
 # The topic tasks are declared in one registry module, imported by every worker.
 app.conf.imports = ("workers.tasks",)
 # Every task message is checked before Celery reads its headers (workers/guard.py).
