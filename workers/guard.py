@@ -9,7 +9,7 @@ told. Anyone who can write to the broker can send such a message, including
 the other programs the README invites to publish events.
 
 So the consumer checks each message first (:class:`GuardedConsumer`, set as
-``worker_consumer`` in ``workers/celery_app.py``): only the four topic tasks,
+``worker_consumer`` in ``workers/celery.py``): only the four topic tasks,
 only the headers Celery's own ``apply_async`` writes for them, with the types
 it writes. A message that fails is dead-lettered (stage ``worker``, reason
 ``bad_task_message``, the headers and body kept) and acked; the worker goes on.
@@ -190,7 +190,7 @@ class GuardedConsumer(Consumer):
         refused password as a lost connection: a password rotated under a
         running worker would be "Trying again in 16.00 seconds... (8/None)"
         for ever. A refusal ends the worker instead, exit 3 with one line
-        naming the variable to fix, as at start-up (workers/celery_app.py)."""
+        naming the variable to fix, as at start-up (workers/celery.py)."""
         from .preflight import broker_refusal_message, is_refusal
 
         retry = conn.ensure_connection

@@ -26,6 +26,11 @@ def checkpoint_key(bridge_name: str, topic: str) -> str:
     return f"{PREFIX}:bridge:{bridge_name}:checkpoint:{topic}"
 
 
+def audited_key(bridge_name: str, topic: str) -> str:
+    """How far the bridge's audit has looked in ``accepted_key(topic)``."""
+    return f"{PREFIX}:bridge:{bridge_name}:audited:{topic}"
+
+
 def claim_key(event_id: str) -> str:
     return f"{PREFIX}:claim:{event_id}"
 

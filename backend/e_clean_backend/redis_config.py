@@ -146,13 +146,13 @@ def credential_error_message(url: str, exc: Exception) -> str:
     return f"Redis at {redact(url)} refused the connection credentials ({reason}): {CREDENTIAL_HINT}"
 
 
-def client(url: str | None = None, **overrides):
-    """A ``redis.Redis`` for ``url`` (default: :func:`redis_url`) with the shared options."""
+def client(url: str, **overrides):
+    """A ``redis.Redis`` for ``url`` (settings.REDIS_URL, or the broker's) with the shared options."""
     import redis
 
     options = connection_options()
     options.update(overrides)
-    return redis.Redis.from_url(url or redis_url(), **options)
+    return redis.Redis.from_url(url, **options)
 
 
 __all__ = [

@@ -236,7 +236,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     **REDIS_OPTIONS,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # Redis may start after us
-CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # wait for it; auth errors exit (workers.celery_app)
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # wait for it; auth errors exit (workers/celery.py)
 # JSON only: a pickled message on a queue could run code in the worker.
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"

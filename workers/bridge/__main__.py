@@ -13,7 +13,6 @@ import logging
 import signal
 import sys
 
-import django
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -24,37 +23,23 @@ def _setup() -> None:
 
 
 def build_bridge():
-    from django.conf import settings
-
+    """The bridge and its collaborators, from one config read from settings."""
     from core.deadletters import build, record_many
-    from workers import envelope
     from workers.enqueue import BrokerLink
 
+    from .config import BridgeConfig
     from .loop import Bridge
     from .outbox import Relay
 
     # Zulip's rule (no consumer for a queue nobody handles) holds by
     # construction: tasks, queues and topics all come from workers/topics.py.
+    config = BridgeConfig.from_settings()
+
     def dead_letter(rows):
         record_many([build(**row) for row in rows])
 
-    return Bridge(
-        url=settings.REDIS_URL,
-        topics=envelope.TOPICS,
-        enqueue=BrokerLink(),
-        dead_letter=dead_letter,
-        name=settings.BRIDGE_NAME,
-        batch_size=settings.BRIDGE_BATCH_SIZE,
-        max_bytes=settings.EVENTS_MAX_BYTES,
-        claim_pending_ttl=settings.EVENTS_CLAIM_PENDING_TTL,
-        claim_ttl=settings.EVENTS_CLAIM_TTL,
-        heartbeat_ttl=settings.BRIDGE_HEARTBEAT_TTL,
-        audit_delay=settings.EVENTS_AUDIT_DELAY,
-        audit_interval=settings.EVENTS_AUDIT_INTERVAL,
-        broker_url=settings.CELERY_BROKER_URL,
-        accepted_maxlen=settings.EVENTS_JOURNAL_MAXLEN,
-        outbox=Relay(settings.EVENTS_OUTBOX_DELAY, settings.EVENTS_JOURNAL_MAXLEN),
-    )
+    return Bridge(config, enqueue=BrokerLink(), dead_letter=dead_letter,
+                  outbox=Relay(config.outbox_delay, config.accepted_maxlen))
 
 
 def warn_about_prefetch_wait() -> None:

@@ -33,7 +33,7 @@ from django.db import close_old_connections
 from e_clean_backend.logging import event_fields
 
 from .. import envelope
-from ..journal import JOURNAL_FIELD, accepted_key
+from ..journal import JOURNAL_FIELD, accepted_key, audited_key
 from . import metrics
 
 log = logging.getLogger("workers.bridge")
@@ -41,10 +41,6 @@ log = logging.getLogger("workers.bridge")
 PAGE = 2000
 SQL_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 UNACKED_KEY = "unacked"  # kombu's Redis transport default (transport option unacked_key)
-
-
-def audited_key(bridge_name: str, topic: str) -> str:
-    return f"eclean:bridge:{bridge_name}:audited:{topic}"
 
 
 def unsettled(event_ids: list[str]) -> set[str]:

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from core import events
-from workers.bridge.audit import audit, audited_key
+from workers.bridge.audit import audit
+from workers.journal import audited_key
 
 pytestmark = pytest.mark.db
 TOPIC = "notifications"
