@@ -186,201 +186,266 @@ def _scrape(port: int) -> dict[str, float]:
     return out
 
 
+@dataclass
+class Run:
+    """The state of one run of one row, handed from phase to phase of :func:`run_row`."""
+
+    ctx: Context
+    row: str
+    run_no: int
+    rundir: Path
+    server: RedisServer
+    env: dict[str, str]
+    database: SqliteDatabase | PostgresDatabase | None
+    sampler: BufferSampler
+    out: dict = field(default_factory=lambda: {"published": 0, "delivered": 0, "duplicates": 0, "unheard": 0})
+    procs: list[Proc] = field(default_factory=list)
+    target: Proc | None = None
+    observer: object | None = None
+    metrics_port: int | None = None
+    spy: subprocess.Popen | None = None
+    pub: Proc | None = None
+    all_lost: int = 0
+
+
 def run_row(ctx: Context, row: str, run_no: int, profile: bool = False) -> dict:
-    """One run of one row, every process and Redis fresh. Returns flat figures."""
-    sizes = ctx.sizes
-    phases = plan(row, sizes, ctx.args.events)
+    """One run of one row, every process and Redis fresh. Returns flat figures.
+
+    The phases: start the processes under test, start the observers, start the
+    publisher, then each publishing phase, the figures read after the last,
+    stop everything, and the figures read from the logs."""
+    phases = plan(row, ctx.sizes, ctx.args.events)
     rundir = Path(tempfile.mkdtemp(prefix=f"{row}-{run_no}-", dir=ctx.workdir))
     database = ctx.postgres if row == "e2e-postgres" else ctx.sqlite
-    out: dict = {"published": 0, "delivered": 0, "duplicates": 0, "unheard": 0}
-    procs: list[Proc] = []
-    observer = None
-    target: Proc | None = None
-    metrics_port = None
-    spy = None
     with RedisServer() as server:
-        if not ctx.redis_info:
-            import redis
-
-            client = redis.Redis.from_url(server.url)
-            ctx.redis_info = {"version": client.info("server")["redis_version"],
-                              "client-output-buffer-limit": client.config_get("client-output-buffer-limit")[
-                                  "client-output-buffer-limit"]}
-            client.close()
+        _record_redis_info(ctx, server)
         env = ctx.env(server.url, database.url if database else "sqlite:///" + str(rundir / "unused.sqlite3"))
-        sampler = BufferSampler(server.url)
+        run = Run(ctx, row, run_no, rundir, server, env, database, BufferSampler(server.url))
         try:
             if database and row != "publisher":
                 database.reset()
-            stats_file = str(rundir / "stats.json")
-            if row == "old":
-                target = Proc("oldloop", python("-m", "bench.oldloop", stats_file), rundir, env)
-                procs.append(target)
-                target.wait_log("Event subscriber ready")
-            elif row == "naive":
-                target = Proc("naive", python("-m", "bench.naive", stats_file), rundir, env)
-                procs.append(target)
-                target.wait_log("Naive bridge ready")
-            elif row in ("bridge", "e2e-sqlite", "e2e-postgres"):
-                metrics_port = free_port()
-                target = Proc("bridge", python("-m", "workers.bridge"), rundir,
-                              {**env, "BRIDGE_METRICS_PORT": str(metrics_port)})
-                procs.append(target)
-                target.wait_log(BRIDGE_READY)
-            if row.startswith("e2e"):
-                worker = Proc("worker", python("-m", "celery", "-A", "workers", "worker", "-c", "2", "-l", "INFO"),
-                              rundir, {**env, "REMAP_SIGTERM": "SIGQUIT", "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT": "1"})
-                procs.append(worker)
-                worker.wait_log("ready.", timeout=90)
-            if row in ("naive", "bridge"):
-                observer = QueueDrainer(server.url)
-            elif row != "publisher":
-                observer = database.observer()
-            if observer:
-                observer.start()
-            sampler.start()
-            if profile:
-                # our bridge in the bridge row; the worker's whole process tree in end-to-end rows
-                spied = procs[-1] if row.startswith("e2e") else target
-                spy = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(spied.pid), "--rate", "250", "--format", "raw",
-                     "--output", str(ctx.args.out / f"profile-{row}.txt"),
-                     *(["--subprocesses"] if row.startswith("e2e") else [])],
-                    stdout=subprocess.DEVNULL, stderr=open(rundir / "py-spy.log", "wb"), env=clean_env())
-                time.sleep(1.0)
-            pub = Proc("publisher", python("-m", "bench.publisher", server.url, ctx.events_file, str(rundir)), rundir,
-                       env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            procs.append(pub)
-            pub_stdin = pub.proc.stdin
-            pub_stdout = pub.proc.stdout
-
-            def read_pub() -> dict:
-                line = pub_stdout.readline()
-                if not line:
-                    raise RuntimeError(f"publisher exited ({pub.proc.poll()}):\n{pub.log()[-3000:]}")
-                return json.loads(line)
-
-            read_pub()  # ready
-            all_lost = 0
+            _start_processes(run)
+            _start_observers(run, profile)
+            _start_publisher(run)
             for phase in phases:
-                cpu_pids = {"target": [target.pid] if target else [], "redis": [server.proc.pid],
-                            "publisher": [pub.pid], "workers": [p.pid for p in procs if p.name == "worker"]}
-                cpu_before = {k: cpu_seconds(v) for k, v in cpu_pids.items()}
-                cpu_before["harness"] = _own_cpu()
-                wall_before = time.monotonic()
-                pub_stdin.write((json.dumps(phase.spec()) + "\n").encode())
-                pub_stdin.flush()
-                done = read_pub()
-                times = array("d")
-                with open(rundir / f"pub-{phase.name}.bin", "rb") as f:
-                    times.frombytes(f.read())
-                out["published"] += phase.count
-                out["unheard"] += done["unheard"] if row != "publisher" else 0
-                if observer is None:  # the publisher alone
-                    out["events_per_s"] = done["rate"]
-                    out["publisher_events_per_s"] = done["rate"]
-                    out["delivered"] += phase.count
-                    ctx.say(f"run {run_no} · {report.LABELS[row]} · {phase.count:,} events: {done['rate']:,.0f}/s")
-                    continue
-                keys = ctx.keys[phase.start:phase.stop]
-                observer.wait_for(keys, sizes.idle_timeout)
-                wall = time.monotonic() - wall_before
-                cpu_after = {k: cpu_seconds(v) for k, v in cpu_pids.items()}
-                cpu_after["harness"] = _own_cpu()
-                seen = observer.seen
-                lat, last = [], 0.0
-                for i, k in enumerate(keys):
-                    t = seen.get(k)
-                    if t is not None:
-                        lat.append(t - times[i])
-                        if t > last:
-                            last = t
-                delivered = len(lat)
-                lost = phase.count - delivered
-                all_lost += lost
-                out["delivered"] += delivered
-                rate = delivered / (last - times[0]) if delivered and last > times[0] else 0.0
-                pct = percentiles(lat)
-                rss = peak_rss_mb(target.pid) if target else None
-                prefix = "enqueue" if row in ("naive", "bridge") else "effect"
-                if phase.name == "lat500":
-                    for q, v in pct.items():
-                        out[f"{prefix}_{q}_ms"] = v
-                    out["lat_events"] = delivered
-                elif phase.name == "paced20k":
-                    out["at20k_events_per_s"] = rate
-                    out["at20k_publisher_events_per_s"] = done["rate"]
-                    for q, v in pct.items():
-                        out[f"at20k_{q}_ms"] = v
-                    out["at20k_rss_mb"] = rss
-                elif phase.name == "full":
-                    out["events_per_s"] = rate
-                    out["publisher_events_per_s"] = done["rate"]
-                    out["full_events"] = phase.count
-                    for q, v in pct.items():
-                        out[f"full_{q}_ms"] = v
-                    for k in [*cpu_pids, "harness"]:
-                        if k == "harness" or cpu_pids[k]:
-                            out[f"cpu_{k}"] = (cpu_after[k] - cpu_before[k]) / wall if wall else None
-                if phase.name != "warmup":
-                    detail = f"{rate:,.0f}/s" if phase.rate is None or phase.name == "paced20k" else ""
-                    ctx.say(f"run {run_no} · {report.LABELS[row]} · {phase.name} {phase.count:,} events "
-                            f"(publisher {done['rate']:,.0f}/s): delivered {delivered:,} {detail}"
-                            f" p50 {_ms(pct['p50'])} p99 {_ms(pct['p99'])}"
-                            + (f" · RSS {rss:.0f} MB" if rss else "") + (f" · LOST {lost:,}" if lost else ""))
-            out["lost"] = all_lost if observer else 0
-            if observer is not None:
-                out["duplicates"] = observer.duplicates
-            if target is not None:
-                out["rss_mb"] = peak_rss_mb(target.pid)
-            if database is not None and row in ("old", "e2e-sqlite", "e2e-postgres"):
-                handled = database.handled_at()
-                for phase in phases:
-                    if phase.name != "lat500":
-                        continue
-                    times = array("d")
-                    with open(rundir / f"pub-{phase.name}.bin", "rb") as f:
-                        times.frombytes(f.read())
-                    lb = [handled[k] - times[i] for i, k in enumerate(ctx.keys[phase.start:phase.stop])
-                          if k in handled]
-                    for q, v in percentiles(lb).items():
-                        out[f"effect_insert_{q}_ms"] = v
-            if metrics_port:
-                scraped = _scrape(metrics_port)
-                out["metrics_reconnects"] = scraped.get("eclean_bridge_reconnects_total")
-                out["metrics_enqueued"] = scraped.get("eclean_bridge_events_enqueued_total")
-            pub_stdin.write(b'{"quit": true}\n')
-            pub_stdin.flush()
+                _run_phase(run, phase)
+            _collect_after_phases(run, phases)
+            run.pub.proc.stdin.write(b'{"quit": true}\n')
+            run.pub.proc.stdin.flush()
         finally:
-            if spy is not None:
-                spy.send_signal(2)
-                try:
-                    spy.wait(30)
-                except subprocess.TimeoutExpired:
-                    spy.kill()
-            for proc in reversed(procs):
-                proc.stop()
-            sampler.stop()
-            if observer is not None:
-                observer.stop()
-        if row != "publisher":
-            out["pubsub_buffer_peak_mb"] = sampler.peak_bytes / 1024 / 1024
-        if target is not None and target.name == "bridge":
-            log = target.log()
-            out["reconnects"] = log.count("Lost Redis")
-            out["bridge_exit"] = target.proc.returncode
-        elif target is not None:
-            try:
-                stats = json.loads((rundir / "stats.json").read_text())
-                out["reconnects"] = stats.get("reconnects", 0)
-                out["loop_stats"] = stats
-            except (OSError, ValueError):
-                out["reconnects"] = None
-        for proc in procs:
-            if proc.name == "worker":
-                text = proc.log()
-                out["worker_errors"] = text.count(" ERROR ") + text.count("Traceback")
-    return out
+            _stop(run)
+        _collect_from_logs(run)
+    return run.out
+
+
+def _record_redis_info(ctx: Context, server: RedisServer) -> None:
+    if ctx.redis_info:
+        return
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    ctx.redis_info = {"version": client.info("server")["redis_version"],
+                      "client-output-buffer-limit": client.config_get("client-output-buffer-limit")[
+                          "client-output-buffer-limit"]}
+    client.close()
+
+
+def _start_processes(run: Run) -> None:
+    """The process under test (old loop, naive bridge or our bridge) and, in
+    the end-to-end rows, a worker."""
+    row, rundir, env = run.row, run.rundir, run.env
+    stats_file = str(rundir / "stats.json")
+    if row == "old":
+        run.target = Proc("oldloop", python("-m", "bench.oldloop", stats_file), rundir, env)
+        run.procs.append(run.target)
+        run.target.wait_log("Event subscriber ready")
+    elif row == "naive":
+        run.target = Proc("naive", python("-m", "bench.naive", stats_file), rundir, env)
+        run.procs.append(run.target)
+        run.target.wait_log("Naive bridge ready")
+    elif row in ("bridge", "e2e-sqlite", "e2e-postgres"):
+        run.metrics_port = free_port()
+        run.target = Proc("bridge", python("-m", "workers.bridge"), rundir,
+                          {**env, "BRIDGE_METRICS_PORT": str(run.metrics_port)})
+        run.procs.append(run.target)
+        run.target.wait_log(BRIDGE_READY)
+    if row.startswith("e2e"):
+        worker = Proc("worker", python("-m", "celery", "-A", "workers", "worker", "-c", "2", "-l", "INFO"),
+                      rundir, {**env, "REMAP_SIGTERM": "SIGQUIT", "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT": "1"})
+        run.procs.append(worker)
+        worker.wait_log("ready.", timeout=90)
+
+
+def _start_observers(run: Run, profile: bool) -> None:
+    """What sees the events arrive (the queues, or the database), the pub/sub
+    buffer sampler, and py-spy when profiling."""
+    row = run.row
+    if row in ("naive", "bridge"):
+        run.observer = QueueDrainer(run.server.url)
+    elif row != "publisher":
+        run.observer = run.database.observer()
+    if run.observer:
+        run.observer.start()
+    run.sampler.start()
+    if profile:
+        # our bridge in the bridge row; the worker's whole process tree in end-to-end rows
+        spied = run.procs[-1] if row.startswith("e2e") else run.target
+        run.spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(spied.pid), "--rate", "250", "--format", "raw",
+             "--output", str(run.ctx.args.out / f"profile-{row}.txt"),
+             *(["--subprocesses"] if row.startswith("e2e") else [])],
+            stdout=subprocess.DEVNULL, stderr=open(run.rundir / "py-spy.log", "wb"), env=clean_env())
+        time.sleep(1.0)
+
+
+def _start_publisher(run: Run) -> None:
+    run.pub = Proc("publisher", python("-m", "bench.publisher", run.server.url, run.ctx.events_file,
+                                       str(run.rundir)), run.rundir, run.env, stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE)
+    run.procs.append(run.pub)
+    _read_pub(run)  # ready
+
+
+def _read_pub(run: Run) -> dict:
+    line = run.pub.proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"publisher exited ({run.pub.proc.poll()}):\n{run.pub.log()[-3000:]}")
+    return json.loads(line)
+
+
+def _publish_times(run: Run, phase: Phase) -> array:
+    times = array("d")
+    with open(run.rundir / f"pub-{phase.name}.bin", "rb") as f:
+        times.frombytes(f.read())
+    return times
+
+
+def _run_phase(run: Run, phase: Phase) -> None:
+    """Publish one phase, wait for its events to arrive, record its figures."""
+    ctx, row, out, target, observer = run.ctx, run.row, run.out, run.target, run.observer
+    cpu_pids = {"target": [target.pid] if target else [], "redis": [run.server.proc.pid],
+                "publisher": [run.pub.pid], "workers": [p.pid for p in run.procs if p.name == "worker"]}
+    cpu_before = {k: cpu_seconds(v) for k, v in cpu_pids.items()}
+    cpu_before["harness"] = _own_cpu()
+    wall_before = time.monotonic()
+    run.pub.proc.stdin.write((json.dumps(phase.spec()) + "\n").encode())
+    run.pub.proc.stdin.flush()
+    done = _read_pub(run)
+    times = _publish_times(run, phase)
+    out["published"] += phase.count
+    out["unheard"] += done["unheard"] if row != "publisher" else 0
+    if observer is None:  # the publisher alone
+        out["events_per_s"] = done["rate"]
+        out["publisher_events_per_s"] = done["rate"]
+        out["delivered"] += phase.count
+        ctx.say(f"run {run.run_no} · {report.LABELS[row]} · {phase.count:,} events: {done['rate']:,.0f}/s")
+        return
+    keys = ctx.keys[phase.start:phase.stop]
+    observer.wait_for(keys, ctx.sizes.idle_timeout)
+    wall = time.monotonic() - wall_before
+    cpu_after = {k: cpu_seconds(v) for k, v in cpu_pids.items()}
+    cpu_after["harness"] = _own_cpu()
+    seen = observer.seen
+    lat, last = [], 0.0
+    for i, k in enumerate(keys):
+        t = seen.get(k)
+        if t is not None:
+            lat.append(t - times[i])
+            if t > last:
+                last = t
+    delivered = len(lat)
+    lost = phase.count - delivered
+    run.all_lost += lost
+    out["delivered"] += delivered
+    rate = delivered / (last - times[0]) if delivered and last > times[0] else 0.0
+    pct = percentiles(lat)
+    rss = peak_rss_mb(target.pid) if target else None
+    prefix = "enqueue" if row in ("naive", "bridge") else "effect"
+    if phase.name == "lat500":
+        for q, v in pct.items():
+            out[f"{prefix}_{q}_ms"] = v
+        out["lat_events"] = delivered
+    elif phase.name == "paced20k":
+        out["at20k_events_per_s"] = rate
+        out["at20k_publisher_events_per_s"] = done["rate"]
+        for q, v in pct.items():
+            out[f"at20k_{q}_ms"] = v
+        out["at20k_rss_mb"] = rss
+    elif phase.name == "full":
+        out["events_per_s"] = rate
+        out["publisher_events_per_s"] = done["rate"]
+        out["full_events"] = phase.count
+        for q, v in pct.items():
+            out[f"full_{q}_ms"] = v
+        for k in [*cpu_pids, "harness"]:
+            if k == "harness" or cpu_pids[k]:
+                out[f"cpu_{k}"] = (cpu_after[k] - cpu_before[k]) / wall if wall else None
+    if phase.name != "warmup":
+        detail = f"{rate:,.0f}/s" if phase.rate is None or phase.name == "paced20k" else ""
+        ctx.say(f"run {run.run_no} · {report.LABELS[row]} · {phase.name} {phase.count:,} events "
+                f"(publisher {done['rate']:,.0f}/s): delivered {delivered:,} {detail}"
+                f" p50 {_ms(pct['p50'])} p99 {_ms(pct['p99'])}"
+                + (f" · RSS {rss:.0f} MB" if rss else "") + (f" · LOST {lost:,}" if lost else ""))
+
+
+def _collect_after_phases(run: Run, phases: list[Phase]) -> None:
+    """Figures read once every phase is done, while the processes still run."""
+    out, observer, database = run.out, run.observer, run.database
+    out["lost"] = run.all_lost if observer else 0
+    if observer is not None:
+        out["duplicates"] = observer.duplicates
+    if run.target is not None:
+        out["rss_mb"] = peak_rss_mb(run.target.pid)
+    if database is not None and run.row in ("old", "e2e-sqlite", "e2e-postgres"):
+        handled = database.handled_at()
+        for phase in phases:
+            if phase.name != "lat500":
+                continue
+            times = _publish_times(run, phase)
+            lb = [handled[k] - times[i] for i, k in enumerate(run.ctx.keys[phase.start:phase.stop])
+                  if k in handled]
+            for q, v in percentiles(lb).items():
+                out[f"effect_insert_{q}_ms"] = v
+    if run.metrics_port:
+        scraped = _scrape(run.metrics_port)
+        out["metrics_reconnects"] = scraped.get("eclean_bridge_reconnects_total")
+        out["metrics_enqueued"] = scraped.get("eclean_bridge_events_enqueued_total")
+
+
+def _stop(run: Run) -> None:
+    if run.spy is not None:
+        run.spy.send_signal(2)
+        try:
+            run.spy.wait(30)
+        except subprocess.TimeoutExpired:
+            run.spy.kill()
+    for proc in reversed(run.procs):
+        proc.stop()
+    run.sampler.stop()
+    if run.observer is not None:
+        run.observer.stop()
+
+
+def _collect_from_logs(run: Run) -> None:
+    """Figures read once every process has stopped: reconnects, exit codes, errors."""
+    out, target = run.out, run.target
+    if run.row != "publisher":
+        out["pubsub_buffer_peak_mb"] = run.sampler.peak_bytes / 1024 / 1024
+    if target is not None and target.name == "bridge":
+        log = target.log()
+        out["reconnects"] = log.count("Lost Redis")
+        out["bridge_exit"] = target.proc.returncode
+    elif target is not None:
+        try:
+            stats = json.loads((run.rundir / "stats.json").read_text())
+            out["reconnects"] = stats.get("reconnects", 0)
+            out["loop_stats"] = stats
+        except (OSError, ValueError):
+            out["reconnects"] = None
+    for proc in run.procs:
+        if proc.name == "worker":
+            text = proc.log()
+            out["worker_errors"] = text.count(" ERROR ") + text.count("Traceback")
 
 
 def _ms(value: float | None) -> str:

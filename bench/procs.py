@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from devtools.procs import stop_group
+from devtools.procs import Proc  # noqa: F401 - the harness starts its processes with it
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,41 +26,6 @@ def clean_env(**values: str) -> dict[str, str]:
     env["ECLEAN_ENV_FILE"] = "off"
     env.update(values)
     return env
-
-
-class Proc:
-    """A subprocess in its own process group, its output in a log file."""
-
-    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict[str, str], stdin=None, stdout=None):
-        self.name = name
-        self.log_path = Path(log_dir) / f"{name}.log"
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdin=stdin or subprocess.DEVNULL,
-                                     stdout=stdout or self._log, stderr=self._log, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_log(self, text: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not log {text!r} within {timeout:.0f}s:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        stop_group(self.proc, timeout)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream:
-                stream.close()
-        self._log.close()
-        return self.proc.returncode
 
 
 def peak_rss_mb(pid: int) -> float | None:

@@ -11,6 +11,67 @@ import threading
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ProcFailed(AssertionError):
+    """A process exited, or did not log what was awaited, in time."""
+
+
+class Proc:
+    """A subprocess in its own process group, its output in
+    ``<log_dir>/<name>.log``: what the tests and the benchmark start.
+
+    ``env`` is the whole environment (nothing is inherited); ``stdout`` may be
+    a pipe for a process that answers on it, stderr always goes to the log.
+    """
+
+    def __init__(self, name: str, args: list[str], log_dir, env: dict[str, str], *, stdin=None, stdout=None):
+        self.name = name
+        self.args = args
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdin=stdin or subprocess.DEVNULL,
+                                     stdout=stdout or self._log, stderr=self._log, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
+        """Wait until the log holds ``text`` ``count`` times; raise
+        :class:`ProcFailed`, with the log's tail, if the process exits first
+        or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            if self.proc.poll() is not None and self.log().count(text) < count:
+                raise ProcFailed(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise ProcFailed(f"{self.name} did not log {text!r} within {timeout:.0f}s:\n"
+                                 f"--- {self.name} log ---\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def signal(self, sig: int, group: bool = False) -> None:
+        if group:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM the group, SIGKILL what is left after ``timeout``; the exit code."""
+        code = stop_group(self.proc, timeout)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream:
+                stream.close()
+        self._log.close()
+        return code
+
 
 def stop_group(proc: subprocess.Popen, timeout: float = 20.0) -> int | None:
     """Stop a process started with ``start_new_session=True`` and everything in

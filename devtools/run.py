@@ -251,7 +251,6 @@ def main() -> int:
     write_env_file(settings)
     env = {key: value for key, value in os.environ.items() if key not in STALE}
     env.update(settings, BRIDGE_METRICS_PORT=str(ports["metrics"]), PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "backend")]),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     redis_dir = RUN_DIR / "redis"
     redis_dir.mkdir(exist_ok=True)

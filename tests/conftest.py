@@ -71,7 +71,8 @@ def pytest_configure(config):
         EVENTS_CLAIM_PENDING_TTL="5",
     )
     # pytest.ini's pythonpath serves this process; the processes the tests
-    # start (workers, the bridge, manage.py) are told where the code is here.
+    # start (workers, the bridge, manage.py) are told where the code is here,
+    # with or without the venv's eclean.pth (the Makefile writes it).
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "backend")])
     from e_clean_backend.bootstrap import setup
 
@@ -116,7 +117,7 @@ def redis_client(redis_server):
 
 
 @pytest.fixture
-def db():
+def clean_db():
     """A database emptied after the test (rows are seen by worker subprocesses,
     so no test transaction can hide them)."""
     yield
@@ -131,7 +132,7 @@ def db():
 
 
 @pytest.fixture
-def users(db):
+def users(clean_db):
     from django.contrib.auth import get_user_model
 
     User = get_user_model()
@@ -149,7 +150,7 @@ def job(users):
 
 
 @pytest.fixture
-def settings(monkeypatch):
+def temp_settings(monkeypatch):
     """Django settings whose changes are undone after the test."""
     from django.conf import settings as django_settings
 

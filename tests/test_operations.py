@@ -122,11 +122,11 @@ def test_two_workers_on_their_own_queues(tmp_path, redis_client, users, job):
 
 
 @pytest.mark.db
-def test_healthz(redis_client, settings):
+def test_healthz(redis_client, temp_settings):
     client = Client()
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    temp_settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json()["redis"].startswith("error")
 

@@ -1,9 +1,10 @@
 """The one start-up of Django for the processes that are not ``manage.py``.
 
 The bridge, the health checks, the bench scripts and the test suite call
-:func:`setup` first. Where the code lives is set up by whoever starts the
-process (``PYTHONPATH`` = the repository root and ``backend/``: the Makefile,
-the Dockerfile, ``make run`` and pytest.ini set it), not by an import.
+:func:`setup` first. Where the code lives (the repository root and
+``backend/``) is told by whoever installs or starts the process, not by an
+import: the virtualenv's ``eclean.pth`` (written by the Makefile), the
+Dockerfile's ``PYTHONPATH``, pytest.ini's ``pythonpath`` for the suite.
 """
 
 from __future__ import annotations

@@ -156,12 +156,12 @@ def test_the_csrf_header_passes(staff, users, redis_client):
     assert response.status_code == 202, response.content
 
 
-def test_debug_page_hides_urls_with_passwords(settings):
+def test_debug_page_hides_urls_with_passwords(temp_settings):
     from django.views.debug import get_default_exception_reporter_filter
 
     safe = get_default_exception_reporter_filter().get_safe_settings()
-    assert settings.REDIS_URL and safe["REDIS_URL"] != settings.REDIS_URL
-    assert safe["CELERY_BROKER_URL"] != settings.CELERY_BROKER_URL
+    assert temp_settings.REDIS_URL and safe["REDIS_URL"] != temp_settings.REDIS_URL
+    assert safe["CELERY_BROKER_URL"] != temp_settings.CELERY_BROKER_URL
 
 
 def test_an_unexpected_error_is_a_json_500_without_the_traceback(staff, users, redis_client, monkeypatch):

@@ -22,7 +22,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
                           timeout=60, env={**os.environ, **env})
 
 
-def test_publish_event_prints_the_id_and_exits_0_when_published(redis_client, db):
+def test_publish_event_prints_the_id_and_exits_0_when_published(redis_client, clean_db):
     done = manage("publish_event", "notifications", "notification.created", DATA)
     assert done.returncode == 0, done.stderr
     event_id = done.stdout.strip()
@@ -30,7 +30,7 @@ def test_publish_event_prints_the_id_and_exits_0_when_published(redis_client, db
     assert not OutboxEvent.objects.filter(pk=event_id).exists()
 
 
-def test_publish_event_exits_non_zero_when_redis_does_not_take_it(db):
+def test_publish_event_exits_non_zero_when_redis_does_not_take_it(clean_db):
     done = manage("publish_event", "notifications", "notification.created", DATA,
                   REDIS_URL="redis://:pw@127.0.0.1:1/0", EVENTS_PUBLISH_TIMEOUT="1")
     assert done.returncode != 0
@@ -38,7 +38,7 @@ def test_publish_event_exits_non_zero_when_redis_does_not_take_it(db):
     assert OutboxEvent.objects.count() == 1  # nothing lost: the relay has it
 
 
-def test_publish_event_refuses_a_bad_event_with_exit_1(db):
+def test_publish_event_refuses_a_bad_event_with_exit_1(clean_db):
     done = manage("publish_event", "notifications", "notification.created", '{"user_id": "x"}')
     assert done.returncode == 1 and "bad_data" in done.stderr
     assert not OutboxEvent.objects.exists()

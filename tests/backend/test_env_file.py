@@ -51,8 +51,8 @@ def test_a_broken_line_names_the_file_and_line(tmp_path):
         read_env_file(path)
 
 
-def test_the_suite_never_reads_a_developers_run_env(settings):
-    assert os.environ["ECLEAN_ENV_FILE"] == "off" and settings.ENV_FILE is None
+def test_the_suite_never_reads_a_developers_run_env(temp_settings):
+    assert os.environ["ECLEAN_ENV_FILE"] == "off" and temp_settings.ENV_FILE is None
 
 
 def test_a_second_terminal_gets_the_file_and_its_own_exports_win(tmp_path):

@@ -29,7 +29,7 @@ def received(pubsub, timeout=2.0):
     return json.loads(msg["data"]) if msg else None
 
 
-def test_envelope_is_built_and_sent_after_commit(subscriber, redis_client, db):
+def test_envelope_is_built_and_sent_after_commit(subscriber, redis_client, clean_db):
     with transaction.atomic():
         event_id = events.publish_event("jobs", "job.created", {"job_id": 7})
         assert received(subscriber, 0.2) is None
@@ -42,7 +42,7 @@ def test_envelope_is_built_and_sent_after_commit(subscriber, redis_client, db):
     assert json.loads(fields[b"e"]) == message
 
 
-def test_rollback_publishes_nothing(subscriber, redis_client, db):
+def test_rollback_publishes_nothing(subscriber, redis_client, clean_db):
     with pytest.raises(ZeroDivisionError), transaction.atomic():
         events.publish_event("jobs", "job.created", {"job_id": 7})
         1 / 0
@@ -50,7 +50,7 @@ def test_rollback_publishes_nothing(subscriber, redis_client, db):
     assert redis_client.xlen("eclean:journal:jobs") == 0
 
 
-def test_bad_event_fails_in_the_caller(redis_client, db):
+def test_bad_event_fails_in_the_caller(redis_client, clean_db):
     with pytest.raises(InvalidEvent, match="bad_data"):
         events.publish_event("jobs", "job.created", {"job_id": "seven"})
     with pytest.raises(InvalidEvent, match="wrong_topic"):
@@ -58,14 +58,14 @@ def test_bad_event_fails_in_the_caller(redis_client, db):
     assert redis_client.xlen("eclean:journal:jobs") == 0
 
 
-def test_unheard_publish_is_counted_and_still_journaled(redis_client, db):
+def test_unheard_publish_is_counted_and_still_journaled(redis_client, clean_db):
     events.publish_event("jobs", "job.created", {"job_id": 1})  # no subscriber
     assert redis_client.get("eclean:publisher:unheard:jobs") == b"1"
     assert redis_client.xlen("eclean:journal:jobs") == 1
 
 
-def test_journal_is_capped(redis_client, db, settings):
-    settings.EVENTS_JOURNAL_MAXLEN = 100
+def test_journal_is_capped(redis_client, clean_db, temp_settings):
+    temp_settings.EVENTS_JOURNAL_MAXLEN = 100
     for n in range(400):
         events.send("jobs", events.build_event("jobs", "job.created", {"job_id": n + 1}), "x", "job.created")
     # approximate trimming: whole nodes are dropped, never below the cap
@@ -82,7 +82,7 @@ def fresh_publisher(monkeypatch):
     events._paused_until = 0.0
 
 
-def test_the_outbox_row_commits_with_the_change_and_goes_once_published(subscriber, redis_client, db):
+def test_the_outbox_row_commits_with_the_change_and_goes_once_published(subscriber, redis_client, clean_db):
     from core.models import OutboxEvent
 
     with transaction.atomic():
@@ -97,17 +97,17 @@ def test_the_outbox_row_commits_with_the_change_and_goes_once_published(subscrib
     assert not OutboxEvent.objects.exists()
 
 
-def test_redis_down_keeps_the_event_in_the_outbox_not_as_a_dead_letter(db, settings, fresh_publisher):
+def test_redis_down_keeps_the_event_in_the_outbox_not_as_a_dead_letter(clean_db, temp_settings, fresh_publisher):
     from core.models import OutboxEvent
 
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    temp_settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     event_id = events.publish_event("jobs", "job.created", {"job_id": 3})
     row = OutboxEvent.objects.get(pk=event_id)
     assert json.loads(row.payload)["id"] == event_id
     assert not DeadLetter.objects.exists()
 
 
-def test_a_hung_redis_costs_one_short_timeout_per_request_not_one_per_event(db, settings, fresh_publisher):
+def test_a_hung_redis_costs_one_short_timeout_per_request_not_one_per_event(clean_db, temp_settings, fresh_publisher):
     import socket
     import time
 
@@ -117,8 +117,8 @@ def test_a_hung_redis_costs_one_short_timeout_per_request_not_one_per_event(db, 
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(16)
-        settings.REDIS_URL = f"redis://:pw@127.0.0.1:{hung.getsockname()[1]}/0"
-        settings.EVENTS_PUBLISH_TIMEOUT = 0.5
+        temp_settings.REDIS_URL = f"redis://:pw@127.0.0.1:{hung.getsockname()[1]}/0"
+        temp_settings.EVENTS_PUBLISH_TIMEOUT = 0.5
         started = time.monotonic()
         with transaction.atomic():
             ids = [events.publish_event("jobs", "job.created", {"job_id": n}) for n in range(1, 5)]
@@ -128,7 +128,7 @@ def test_a_hung_redis_costs_one_short_timeout_per_request_not_one_per_event(db, 
     assert not DeadLetter.objects.exists()
 
 
-def test_nul_bytes_are_kept_escaped_in_dead_letters(db):
+def test_nul_bytes_are_kept_escaped_in_dead_letters(clean_db):
     from core.deadletters import record
 
     letter = record(topic="jobs", stage="bridge", reason="not_json", payload=b"a\x00b", detail="x\x00y")
@@ -136,7 +136,7 @@ def test_nul_bytes_are_kept_escaped_in_dead_letters(db):
     assert letter.payload == "a\\x00b" and letter.detail == "x\\x00y"
 
 
-def test_nul_in_text_and_ids_beyond_the_column_fail_in_the_caller_on_every_database(redis_client, db):
+def test_nul_in_text_and_ids_beyond_the_column_fail_in_the_caller_on_every_database(redis_client, clean_db):
     from core.models import OutboxEvent
 
     with pytest.raises(InvalidEvent, match="NUL"):

@@ -65,7 +65,7 @@ def test_dry_run_changes_nothing(redis_client, users):
     assert redis_client.llen("notifications") == 0
 
 
-def test_invalid_ones_are_reported_as_still_invalid(redis_client, db):
+def test_invalid_ones_are_reported_as_still_invalid(redis_client, clean_db):
     record(topic="jobs", stage="bridge", reason="not_json", payload=b"garbage")
     output = run()
     assert "still invalid" in output and "not_json" in output and "0 replayed, 1 still invalid" in output

@@ -21,8 +21,8 @@ def test_the_admins_view_site_link_lands_on_it(users):
     assert admin.site.site_url == "/"
 
 
-def test_no_url_list_on_a_404(settings, users):
-    assert settings.DEBUG is False
+def test_no_url_list_on_a_404(temp_settings, users):
+    assert temp_settings.DEBUG is False
     page = Client().get("/no-such-page")
     assert page.status_code == 404
     body = page.content.decode()

@@ -139,7 +139,7 @@ def test_a_plain_publish_task_lost_by_the_broker_is_recovered_by_the_audit(stack
 
 
 @pytest.mark.parametrize("appendonly", [False, True], ids=["no-persistence", "aof"])
-def test_a_redis_that_restarted_empty_is_reported(tmp_path, users, db, appendonly):
+def test_a_redis_that_restarted_empty_is_reported(tmp_path, users, clean_db, appendonly):
     server = RedisServer(appendonly=appendonly).start()
     port = free_port()
     stack = Stack(tmp_path, env={"REDIS_URL": server.url, "BRIDGE_METRICS_PORT": str(port)})

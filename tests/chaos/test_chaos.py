@@ -34,7 +34,7 @@ def faulty_worker(tmp_path, name="worker", concurrency=2, env=None):
 
     args = [sys.executable, "-m", "celery", *FAULTY, "worker", "-Q", ",".join(TOPICS), "-c", str(concurrency),
             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"]
-    return support.Proc(name, args, tmp_path, {"REMAP_SIGTERM": "SIGQUIT", **(env or {})})
+    return support.start(name, args, tmp_path, {"REMAP_SIGTERM": "SIGQUIT", **(env or {})})
 
 
 class Stack:
@@ -203,7 +203,7 @@ def test_a_task_lost_by_the_broker_is_recovered_by_the_audit(stack, users, redis
     assert "enqueued again (audit)" in stack.logs("bridge")
 
 
-def test_redis_restarted_mid_stream_with_aof(tmp_path, users, db):
+def test_redis_restarted_mid_stream_with_aof(tmp_path, users, clean_db):
     server = RedisServer(appendonly=True).start()
     stack = Stack(tmp_path, env={"REDIS_URL": server.url})
     client = redis.Redis.from_url(server.url)
@@ -328,7 +328,7 @@ def test_permanent_error_dead_letter_no_retry(stack, users, job):
     assert effects([event_id]) == (0, 0)
 
 
-def test_redis_not_up_when_bridge_and_worker_start(tmp_path, users, db):
+def test_redis_not_up_when_bridge_and_worker_start(tmp_path, users, clean_db):
     server = RedisServer()
     stack = Stack(tmp_path, env={"REDIS_URL": server.url})
     try:

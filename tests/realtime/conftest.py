@@ -36,7 +36,8 @@ class Web(support.Proc):
         # The venv's bin first, as `make run` and `make test` have it.
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         super().__init__(name, ["sh", "-c", procfile_line("web")], log_dir,
-                         {"WEB_PORT": str(self.port), "PATH": path, **(env or {})})
+                         {**os.environ, "PYTHONUNBUFFERED": "1", "WEB_PORT": str(self.port), "PATH": path,
+                          **(env or {})})
 
     @property
     def http(self) -> str:
@@ -96,7 +97,7 @@ def session_cookie(user) -> str:
 
 
 @pytest.fixture
-def make_user(db):
+def make_user(clean_db):
     from django.contrib.auth import get_user_model
 
     def make(username: str, password: str | None = None):

@@ -146,8 +146,8 @@ def test_a_rolled_back_notification_is_never_pushed(make_user):
     assert list(Notification.objects.values_list("title", flat=True)) == ["Committed"]
 
 
-def test_resume_sends_what_came_after_bounded_then_live(make_user, settings):
-    settings.REALTIME_BACKLOG = 5
+def test_resume_sends_what_came_after_bounded_then_live(make_user, temp_settings):
+    temp_settings.REALTIME_BACKLOG = 5
     alice = make_user("alice")
     rows = [notify(alice, f"n{i}") for i in range(8)]
 
@@ -223,9 +223,9 @@ def test_mark_read_reaches_every_tab_of_the_user(make_user):
     assert set(Notification.objects.filter(read=True).values_list("pk", flat=True)) == {a1.id, a2.id}
 
 
-def test_too_many_messages_close_the_socket(make_user, settings):
-    settings.REALTIME_RATE = 1.0
-    settings.REALTIME_BURST = 5
+def test_too_many_messages_close_the_socket(make_user, temp_settings):
+    temp_settings.REALTIME_RATE = 1.0
+    temp_settings.REALTIME_BURST = 5
     cookie = session_cookie(make_user("alice"))
 
     async def go():
@@ -241,8 +241,8 @@ def test_too_many_messages_close_the_socket(make_user, settings):
     asyncio.run(go())
 
 
-def test_a_message_over_the_size_limit_closes_the_socket(make_user, settings):
-    settings.REALTIME_MAX_MESSAGE_BYTES = 1024
+def test_a_message_over_the_size_limit_closes_the_socket(make_user, temp_settings):
+    temp_settings.REALTIME_MAX_MESSAGE_BYTES = 1024
     cookie = session_cookie(make_user("alice"))
 
     async def go():
@@ -272,8 +272,8 @@ def test_bad_messages_get_an_error_and_the_socket_stays(make_user):
 
 
 @pytest.mark.parametrize("how", ["logout", "password-change"])
-def test_a_socket_whose_session_ended_is_closed(make_user, settings, how):
-    settings.REALTIME_SESSION_CHECK_INTERVAL = 0.5
+def test_a_socket_whose_session_ended_is_closed(make_user, temp_settings, how):
+    temp_settings.REALTIME_SESSION_CHECK_INTERVAL = 0.5
     alice = make_user("alice")
     cookie = session_cookie(alice)
 

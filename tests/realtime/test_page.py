@@ -32,7 +32,7 @@ def test_the_page_lists_only_the_users_own_notifications_newest_first(make_user)
     assert "/static/core/notifications.js" in html
 
 
-def test_anonymous_visitors_are_sent_to_sign_in(db):
+def test_anonymous_visitors_are_sent_to_sign_in(clean_db):
     page = Client().get("/notifications/")
     assert page.status_code == 302 and page["Location"] == "/login/?next=/notifications/"
     login = Client().get("/login/?next=/notifications/")

@@ -55,9 +55,9 @@ def test_pushes_reuse_one_connection_where_async_to_sync_opens_one_each(redis_cl
     assert naive >= 20, f"async_to_sync opened {naive} connections for 20 sends"
 
 
-def test_a_failing_push_is_logged_counted_and_the_event_still_handled(users, settings, monkeypatch, caplog):
+def test_a_failing_push_is_logged_counted_and_the_event_still_handled(users, temp_settings, monkeypatch, caplog):
     secret = "s3cr:t@/#%"
-    settings.CHANNEL_LAYERS = redis_config.channel_layers(
+    temp_settings.CHANNEL_LAYERS = redis_config.channel_layers(
         {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(free_port()), "REDIS_PASSWORD": secret})
     pusher = realtime.Pusher()
     monkeypatch.setattr(realtime, "pusher", pusher)

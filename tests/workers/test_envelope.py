@@ -185,7 +185,7 @@ def test_ids_beyond_their_column_are_refused(type, data, field, limit):
 
 
 @pytest.mark.db
-def test_id_limits_match_the_models_and_the_largest_ids_are_plain_misses(db):
+def test_id_limits_match_the_models_and_the_largest_ids_are_plain_misses(clean_db):
     """The envelope's limits are the columns' (checked here, so a model change
     cannot leave them behind), and the largest accepted id is a lookup that
     simply finds nothing, on SQLite and PostgreSQL alike."""

@@ -48,7 +48,7 @@ def test_inspect_conf_and_flower_show_no_password(worker, redis_server, tmp_path
     assert "SECRET_KEY" not in done.stdout and "DATABASES" not in done.stdout and "REDIS_URL" not in done.stdout
 
     port = free_port()
-    flower = support.Proc("flower", [sys.executable, "-m", "celery", "-A", "workers", "flower",
+    flower = support.start("flower", [sys.executable, "-m", "celery", "-A", "workers", "flower",
                                      "--address=127.0.0.1", f"--port={port}"], tmp_path,
                           {"FLOWER_BASIC_AUTH": "admin:flower-pw"})
     try:

@@ -89,7 +89,7 @@ def test_permanent_error_dead_letters_without_retry(celery_session_app, celery_s
     assert not ProcessedEvent.objects.filter(event_id=message["id"]).exists()
 
 
-def test_retries_run_out_then_dead_letter(celery_session_app, celery_session_worker, db):
+def test_retries_run_out_then_dead_letter(celery_session_app, celery_session_worker, clean_db):
     message = envelope("job.created", {"job_id": 987_654})  # never committed
     send(celery_session_app, "jobs", message)
     letter = wait_for(lambda: dead_letter(message["id"]), timeout=30, what="dead letter")
@@ -98,7 +98,7 @@ def test_retries_run_out_then_dead_letter(celery_session_app, celery_session_wor
     assert "NotYetCommitted" in letter.detail
 
 
-def test_invalid_task_argument_is_dead_lettered_not_retried(celery_session_app, celery_session_worker, db):
+def test_invalid_task_argument_is_dead_lettered_not_retried(celery_session_app, celery_session_worker, clean_db):
     message = {"id": str(uuid.uuid4()), "type": "payment.succeeded", "data": {"job_id": 1}}
     send(celery_session_app, "jobs", message)
     letter = wait_for(lambda: dead_letter(message["id"]), what="dead letter")

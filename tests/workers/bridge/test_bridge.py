@@ -65,7 +65,7 @@ def test_sigint_exits_zero(tmp_path, redis_client):
     bridge.stop()
 
 
-def test_events_published_while_down_are_replayed_from_the_journal_once(tmp_path, redis_client, db):
+def test_events_published_while_down_are_replayed_from_the_journal_once(tmp_path, redis_client, clean_db):
     ids = journaled(30)
     assert redis_client.get("eclean:publisher:unheard:notifications") == b"30"
     bridge = support.bridge(tmp_path)
@@ -90,7 +90,7 @@ def test_events_published_while_down_are_replayed_from_the_journal_once(tmp_path
         again.stop()
 
 
-def test_two_bridges_enqueue_each_event_once(tmp_path, redis_client, db):
+def test_two_bridges_enqueue_each_event_once(tmp_path, redis_client, clean_db):
     one = support.bridge(tmp_path, name="one", env={"BRIDGE_NAME": "one"})
     two = support.bridge(tmp_path, name="two", env={"BRIDGE_NAME": "two"})
     try:
@@ -150,7 +150,7 @@ DEAD_TOKEN = "deadbeefdeadbeef"
 
 def plant_dead_claim(redis_client, topic: str, payload, ttl: float) -> str:
     """The pending claim a bridge leaves when it is SIGKILLed between claim and enqueue."""
-    from workers.bridge.loop import digest
+    from workers.bridge.flusher import digest
     from workers.envelope import parse
 
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -178,7 +178,7 @@ def stats(bridge) -> dict:
     return ast.literal_eval(line[line.index("{"):line.rindex("}") + 1])
 
 
-def test_an_event_claimed_by_a_dead_bridge_is_enqueued_when_its_claim_expires(tmp_path, redis_client, db):
+def test_an_event_claimed_by_a_dead_bridge_is_enqueued_when_its_claim_expires(tmp_path, redis_client, clean_db):
     """A claim pending under another token is not a duplicate: its holder may
     have died before enqueueing. Live (plain PUBLISH) and journaled alike."""
     from devtools.redis_server import free_port
@@ -218,7 +218,7 @@ def test_an_event_claimed_by_a_dead_bridge_is_enqueued_when_its_claim_expires(tm
         bridge.stop()
 
 
-def test_journal_lag_is_zero_while_idle(tmp_path, redis_client, db):
+def test_journal_lag_is_zero_while_idle(tmp_path, redis_client, clean_db):
     """The lag is the age of the oldest journal entry the checkpoint does not
     cover: caught up and idle, it stays 0 however long ago the last event was."""
     from devtools.redis_server import free_port
@@ -239,9 +239,9 @@ def test_journal_lag_is_zero_while_idle(tmp_path, redis_client, db):
         bridge.stop()
 
 
-def test_every_message_is_counted_once_and_a_reused_id_is_a_dead_letter(tmp_path, redis_client, db):
+def test_every_message_is_counted_once_and_a_reused_id_is_a_dead_letter(tmp_path, redis_client, clean_db):
     from core.models import DeadLetter
-    from workers.bridge.loop import digest
+    from workers.bridge.flusher import digest
     from workers.envelope import parse
 
     bridge = support.bridge(tmp_path)
@@ -295,7 +295,7 @@ def test_a_refused_broker_password_names_celery_broker_url(tmp_path, redis_clien
         bridge.stop()
 
 
-def test_control_characters_in_a_rejected_payload_cannot_forge_log_lines(tmp_path, redis_client, db):
+def test_control_characters_in_a_rejected_payload_cannot_forge_log_lines(tmp_path, redis_client, clean_db):
     bridge = support.bridge(tmp_path)
     try:
         bridge.wait_log(support.READY)

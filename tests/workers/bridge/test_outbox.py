@@ -24,7 +24,7 @@ def _row(job_id: int, age: float) -> OutboxEvent:
     return row
 
 
-def test_the_relay_publishes_only_rows_older_than_the_delay_and_deletes_them(redis_client, db):
+def test_the_relay_publishes_only_rows_older_than_the_delay_and_deletes_them(redis_client, clean_db):
     from workers.bridge.outbox import BACKLOG, RELAYED
 
     old, fresh = _row(1, age=30), _row(2, age=0)
@@ -37,7 +37,7 @@ def test_the_relay_publishes_only_rows_older_than_the_delay_and_deletes_them(red
     assert [str(pk) for pk in OutboxEvent.objects.values_list("pk", flat=True)] == [str(fresh.pk)]
 
 
-def test_a_redis_failure_keeps_the_row_counts_the_try_and_reaches_the_bridge(redis_server, db):
+def test_a_redis_failure_keeps_the_row_counts_the_try_and_reaches_the_bridge(redis_server, clean_db):
     row = _row(3, age=30)
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     with pytest.raises(redis.ConnectionError):

@@ -61,7 +61,7 @@ def test_redelivered_event_has_its_effect_once(job):
     assert ProcessedEvent.objects.filter(event_id=ev.id).count() == 1
 
 
-def test_missing_job_is_transient_and_leaves_nothing(db):
+def test_missing_job_is_transient_and_leaves_nothing(clean_db):
     ev = event("job.created", {"job_id": 999_999})
     with pytest.raises(NotYetCommitted):
         handle(ev)

@@ -21,6 +21,6 @@ def test_kind_is_kept(users):
     assert Notification.objects.get(event_id=ev.id).kind == "promo"
 
 
-def test_unknown_user_is_transient(db):
+def test_unknown_user_is_transient(clean_db):
     with pytest.raises(NotYetCommitted):
         handle(event("notification.created", {"user_id": 555555, "title": "t", "message": "m"}))

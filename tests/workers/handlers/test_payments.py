@@ -68,7 +68,7 @@ def test_reference_of_another_job_is_permanent(job, users):
         handle(pay("payment.succeeded", other))
 
 
-def test_missing_job_is_transient(db):
+def test_missing_job_is_transient(clean_db):
     ev = event("payment.succeeded", {"payment_id": "x", "job_id": 424242, "amount": "1.00", "currency": "EUR"})
     with pytest.raises(NotYetCommitted):
         handle(ev)
