@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "backend"))
+from e_clean_backend import redis_config
+from e_clean_backend.env import ImproperlyConfigured, load_env_file
 
-from e_clean_backend import redis_config  # noqa: E402
-from e_clean_backend.env import ImproperlyConfigured, load_env_file  # noqa: E402
 
 
 def find_binary() -> str:
