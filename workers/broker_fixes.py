@@ -22,12 +22,11 @@ idempotent, so one handled twice still has one effect.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-
 import redis
 from celery.app import utils as celery_app_utils
 from kombu.transport import redis as kombu_redis
+
+from e_clean_backend.redis_config import mask_urls
 
 _original = kombu_redis.Channel._connparams
 
@@ -42,21 +41,6 @@ def apply() -> None:
     kombu_redis.Channel._connparams = _connparams_of_open_channel
 
 
-def _mask_urls(value, mask="********"):
-    """Any ``scheme://user:password@host`` inside ``value`` with the password masked."""
-    if isinstance(value, str):
-        return _CREDENTIALS_IN_URL.sub(lambda m: f"{m.group(1)}{mask}@", value)
-    if isinstance(value, Mapping):
-        return {k: _mask_urls(v, mask) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_mask_urls(v, mask) for v in value)
-    return value
-
-
-# scheme://[user]:password@ -- the password part up to the last @ before the host.
-_CREDENTIALS_IN_URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^\s]*@")
-
-
 def mask_urls_in_shown_settings() -> None:
     """Celery masks the password of ``broker_url`` only, when it shows its
     configuration (``celery inspect conf``, Flower's worker pages): mask it in
@@ -66,7 +50,7 @@ def mask_urls_in_shown_settings() -> None:
         return
 
     def filter_hidden_settings(conf):
-        return _mask_urls(original(conf))
+        return mask_urls(original(conf))
 
     filter_hidden_settings.masks_urls = True
     celery_app_utils.filter_hidden_settings = filter_hidden_settings

@@ -12,6 +12,7 @@ setting none, never by a value baked into the code.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -138,6 +139,23 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+# scheme://[user]:password@ -- the password part up to the last @ before the host.
+_CREDENTIALS_IN_URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^\s]*@")
+
+
+def mask_urls(value, mask: str = "********"):
+    """``value`` with the password of every ``scheme://user:password@host``
+    in it masked, at any depth of dicts, lists and tuples: for anything that
+    shows settings (Celery's ``inspect conf``, Flower, Django's debug page)."""
+    if isinstance(value, str):
+        return _CREDENTIALS_IN_URL.sub(lambda m: f"{m.group(1)}{mask}@", value)
+    if isinstance(value, Mapping):
+        return {k: mask_urls(v, mask) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask_urls(v, mask) for v in value)
+    return value
 
 
 def credential_error_message(url: str, exc: Exception) -> str:

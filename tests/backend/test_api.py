@@ -162,6 +162,12 @@ def test_debug_page_hides_urls_with_passwords(temp_settings):
     safe = get_default_exception_reporter_filter().get_safe_settings()
     assert temp_settings.REDIS_URL and safe["REDIS_URL"] != temp_settings.REDIS_URL
     assert safe["CELERY_BROKER_URL"] != temp_settings.CELERY_BROKER_URL
+    # Not only by name: CHANNEL_LAYERS carries the URL in hosts[].address.
+    password = "Sup3r-S3cret-sentinel"
+    temp_settings.CHANNEL_LAYERS = {"default": {"CONFIG": {"hosts": [{"address": f"redis://:{password}@h:1/0"}, f"rediss://user:{password}@h:2/0"]}}}
+    safe = get_default_exception_reporter_filter().get_safe_settings()
+    assert "CHANNEL_LAYERS" in safe
+    assert password not in repr(safe)
 
 
 def test_an_unexpected_error_is_a_json_500_without_the_traceback(staff, users, redis_client, monkeypatch):
