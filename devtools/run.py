@@ -88,10 +88,17 @@ def load_secrets() -> dict[str, str]:
     return {key: old.get(key) or make() for key, make in SECRETS.items()}
 
 
+def private_run_dir() -> None:
+    """Create ``.run/`` readable by its owner only: it holds the env file, the
+    SQLite database (sessions, password hashes) and Redis's AOF."""
+    RUN_DIR.mkdir(mode=0o700, exist_ok=True)
+    RUN_DIR.chmod(0o700)
+
+
 def write_env_file(values: dict[str, str]) -> None:
     """Write ``.run/env`` atomically, mode 600 from the start (never readable
     by others, not even for a moment)."""
-    RUN_DIR.mkdir(exist_ok=True)
+    private_run_dir()
     tmp = ENV_FILE.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -107,7 +114,7 @@ def take_lock():
     """Hold ``.run/run.lock`` for the life of this process, or raise
     AlreadyRunning naming the one that holds it. An flock dies with its
     process, so a crashed run never leaves a stale lock behind."""
-    RUN_DIR.mkdir(exist_ok=True)
+    private_run_dir()
     fh = open(LOCK_FILE, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

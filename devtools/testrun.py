@@ -13,6 +13,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
+from urllib.parse import urlsplit
 
 from devtools import browser
 from devtools.procs import postgres_unavailable
@@ -38,8 +39,17 @@ def pytest(args: list[str], **env: str) -> int:
     return code
 
 
+def redact(url: str) -> str:
+    """The URL without its password, fit for a log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}").geturl()
+
+
 def main(argv: list[str]) -> int:
     url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    shown = redact(url)  # a CI log must not carry the database password
     required = os.environ.get("REQUIRE_POSTGRES") == "1"
     # The browser tests need Debian's chromium; without it they fail, not skip.
     browser.ensure()
@@ -54,10 +64,10 @@ def main(argv: list[str]) -> int:
             print("PostgreSQL pass: no database test in this selection, nothing to run there", flush=True)
             results["postgres"] = 0
     elif required:
-        print(f"PostgreSQL is required (REQUIRE_POSTGRES=1) but {url} is not reachable: {why_not}", flush=True)
+        print(f"PostgreSQL is required (REQUIRE_POSTGRES=1) but {shown} is not reachable: {why_not}", flush=True)
         results["postgres"] = 1
     else:
-        print(f"PostgreSQL pass skipped: {url} not reachable ({why_not})", flush=True)
+        print(f"PostgreSQL pass skipped: {shown} not reachable ({why_not})", flush=True)
     print("\n=== make test: " + ", ".join(f"{k} {'ok' if v == 0 else f'FAILED ({v})'}" for k, v in results.items()))
     # The two passes together, as one closing line.
     print(f"make test: {TOTALS['passed']} passed, {TOTALS['failed']} failed, {TOTALS['skipped']} skipped", flush=True)

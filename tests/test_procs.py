@@ -166,6 +166,8 @@ def test_secrets_are_kept_between_runs_and_the_file_is_private(tmp_path, monkeyp
     assert first["REDIS_PASSWORD"] == "old-pw" and first["FLOWER_BASIC_AUTH"] == "admin:fl"
     run.write_env_file({**first, "DATABASE_URL": "sqlite:////path with space/db.sqlite3"})
     assert (tmp_path / "env").stat().st_mode & 0o777 == 0o600
+    # and the folder with it: it also holds the SQLite file and Redis's AOF
+    assert tmp_path.stat().st_mode & 0o777 == 0o700
     assert not (tmp_path / "secrets.env").exists()
     assert run.load_secrets() == first
     from e_clean_backend.env import read_env_file

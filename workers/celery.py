@@ -58,6 +58,12 @@ def _refuse_open_flower(argv: list[str]) -> None:
                 value = args[n + 1] if n + 1 < len(args) and not args[n + 1].startswith("--") else ""
             options[name.replace("-", "_")] = value
     address = options.get("address", os.environ.get("FLOWER_ADDRESS", ""))
+    given = " ".join(filter(None, [options.get("basic_auth"), os.environ.get("FLOWER_BASIC_AUTH")]))
+    if "change-me" in given:
+        # .env.example's placeholder: as good as no password (Redis refuses it too).
+        print("celery flower: FLOWER_BASIC_AUTH still holds the change-me placeholder from .env.example; "
+              "set a real password", file=sys.stderr, flush=True)
+        sys.exit(2)
     auth = any(options.get(k) or os.environ.get(f"FLOWER_{k.upper()}")
                for k in ("basic_auth", "auth", "auth_provider"))
     if not auth and address not in LOOPBACK:

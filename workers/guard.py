@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import sys
+import time
 from datetime import datetime
 
 from celery.exceptions import WorkerShutdown
@@ -36,6 +37,7 @@ log = logging.getLogger("workers.guard")
 REASON = "bad_task_message"
 TASK_NAMES = frozenset(TOPICS)  # one task per topic, named after it (workers/tasks.py)
 KEEP_BYTES = 16 * 1024
+ETA_SKEW = 60  # seconds of clock difference between hosts tolerated in an ETA
 
 
 class BadTaskMessage(ValueError):
@@ -54,15 +56,15 @@ def _opt_int(headers, name, low=0, high=10_000):
         raise BadTaskMessage(f"header {name!r} must be an integer in {low}..{high} or null, got {_short(value)}")
 
 
-def _opt_time(headers, name):
+def _opt_time(headers, name) -> float | None:
     value = headers.get(name)
     if value is None:
-        return
+        return None
     try:
         if not isinstance(value, str):
             raise ValueError
         when = datetime.fromisoformat(value)
-        when.timestamp()  # out-of-range years fail here, not in Celery's timer
+        return when.timestamp()  # out-of-range years fail here, not in Celery's timer
     except (ValueError, OverflowError, OSError):
         raise BadTaskMessage(f"header {name!r} must be an ISO 8601 time or null, got {_short(value)}") from None
 
@@ -73,7 +75,7 @@ def _short(value) -> str:
 
 
 def check(headers, body: bytes | str | None, max_time_limit: float = 3600,
-          content_type: str = "application/json") -> None:
+          content_type: str = "application/json", max_delay: float = 3600) -> None:
     """Raise :class:`BadTaskMessage` unless this is a topic task message as
     our bridge (or ``apply_async``, or a retry) writes it."""
     if content_type != "application/json":
@@ -96,7 +98,12 @@ def check(headers, body: bytes | str | None, max_time_limit: float = 3600,
         if soft is not None or not (hard is None or (type(hard) in (int, float) and 1 <= hard <= max_time_limit)):
             raise BadTaskMessage(f"header 'timelimit' must be [null or 1..{max_time_limit:g} seconds, null], "
                                  f"got {_short(limits)}: time limits are the worker's settings")
-    _opt_time(headers, "eta")
+    # A retry's countdown is at most half the visibility timeout (workers/tasks.py);
+    # a later ETA would sit unacked in the worker's memory while kombu puts a
+    # copy back on the queue every visibility timeout, and never start.
+    eta = _opt_time(headers, "eta")
+    if eta is not None and eta > time.time() + max_delay + ETA_SKEW:
+        raise BadTaskMessage(f"header 'eta' is more than {max_delay:g}s ahead: no retry of ours waits that long")
     _opt_time(headers, "expires")
     _opt_int(headers, "retries")
     _opt_int(headers, "group_index", high=2**31)
@@ -220,10 +227,11 @@ class GuardedConsumer(Consumer):
         handle = super().create_task_handler(promise)
         errors = self.connection_errors
         max_time_limit = self.app.conf.task_time_limit or 3600
+        max_delay = (self.app.conf.broker_transport_options or {}).get("visibility_timeout", 7200) / 2
 
         def on_task_received(message):
             try:
-                check(message.headers, message.body, max_time_limit, message.content_type)
+                check(message.headers, message.body, max_time_limit, message.content_type, max_delay)
             except BadTaskMessage as exc:
                 return refuse(message, exc, errors)
             return handle(message)

@@ -8,7 +8,8 @@ client → server
     ``{"type": "ping"}``
 server → client
     ``{"type": "backlog", "notifications": [...], "unread": U}``   newest first, at most REALTIME_BACKLOG
-    ``{"type": "notification", "notification": {...}}``          live, after commit
+    ``{"type": "notification", "id", "kind", "title", "message", "created_at", "event_id", "read",
+    "notification": {the same fields}}``                           live, after commit
     ``{"type": "read", "ids": [..] | "all": true, "unread": U}``  to every tab of the user
     ``{"type": "pong"}``, ``{"type": "error", "error": "..."}``
 
@@ -41,6 +42,13 @@ MAX_READ_IDS = 500
 # Ids this socket has sent, kept to send none twice; pruned to the newest half past this.
 MAX_SENT_IDS = 2000
 
+
+
+def live_message(notification: dict) -> dict:
+    """A live notification frame: the contract's fields (id, kind, title,
+    message, created_at, event_id) at the top level, and the same object under
+    ``notification`` for the page, which renders backlog and live alike."""
+    return {"type": "notification", **notification, "notification": notification}
 
 class TokenBucket:
     """``rate`` messages per second on average, ``burst`` at once."""
@@ -140,7 +148,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if notification["id"] in self.sent:
             return
         self._mark_sent([notification["id"]])
-        await self._send({"type": "notification", "notification": notification})
+        await self._send(live_message(notification))
 
     async def notifications_read(self, event) -> None:
         await self._send({"type": "read", **{k: v for k, v in event.items() if k != "type"}})
@@ -215,7 +223,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
                     for n in reversed(notifications):
                         if n["id"] not in self.sent:
                             self._mark_sent([n["id"]])
-                            await self._send({"type": "notification", "notification": n})
+                            await self._send(live_message(n))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - try again next round

@@ -19,13 +19,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "e_clean_backend.settings")
 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
+from workers.preflight import CredentialsRefused  # noqa: E402  (before the try: its except clause names it)
+
 try:
     from django.core.asgi import get_asgi_application
 
     # Sets Django up; the imports below need the app registry.
     django_application = get_asgi_application()
-
-    from workers.preflight import CredentialsRefused  # noqa: E402
 
     from core import realtime  # noqa: E402
 

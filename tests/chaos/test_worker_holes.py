@@ -115,6 +115,7 @@ def test_crafted_task_messages_are_dead_lettered_and_the_worker_goes_on(stack, u
         "timelimit-text": {"timelimit": ["x", "y"]},
         "timelimit-tiny": {"timelimit": [1e-9, 1e-9]},
         "eta-garbage": {"eta": "not a time"},
+        "eta-year-9999": {"eta": "9999-01-01T00:00:00+00:00"},
         "retries-text": {"retries": "many"},
         "builtin-task": {"task": "celery.chord_unlock"},
         "unknown-task": {"task": "os.system"},

@@ -25,3 +25,10 @@ def test_a_selection_that_runs_nothing_at_all_fails():
     done = run_testrun("tests/devtools/test_redis_server.py", "-k", "no_such_test_anywhere")
     assert done.returncode != 0
     assert "no test ran" in done.stdout
+
+
+def test_a_database_url_is_shown_without_its_password():
+    from devtools.testrun import redact
+
+    assert redact("postgresql://ci:s3cr%40t@db.example:5432/test") == "postgresql://ci:***@db.example:5432/test"
+    assert redact("postgresql://postgres@127.0.0.1:5432/test") == "postgresql://postgres@127.0.0.1:5432/test"

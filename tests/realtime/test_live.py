@@ -104,7 +104,9 @@ def browserish():
 
 def test_publish_event_reaches_the_socket_after_the_worker_commits(tmp_path, redis_client, web_factory, make_user,
                                                                      browserish):
-    web = web_factory(WEB_ENV)
+    # The default 30 s re-check, and a wait well under it: only the push after
+    # commit can deliver in time, not the periodic catch-up from the database.
+    web = web_factory({"REALTIME_SESSION_CHECK_INTERVAL": "30"})
     bridge, worker = support.bridge(tmp_path), support.worker(tmp_path)
     try:
         bridge.wait_log(support.READY)
@@ -115,7 +117,7 @@ def test_publish_event_reaches_the_socket_after_the_worker_commits(tmp_path, red
         with transaction.atomic():
             event_id = events.publish_event("notifications", "notification.created",
                                             {"user_id": alice.pk, "title": "Live", "message": "from publish_event"})
-        support.wait_for(lambda: event_id in a.event_ids(), timeout=30, what="the notification on Alice's socket")
+        support.wait_for(lambda: event_id in a.event_ids(), timeout=15, what="the notification on Alice's socket")
         shown = next(iter(a.shown.values()))
         row = Notification.objects.get(event_id=event_id)
         assert shown == {"id": row.pk, "kind": "general", "title": "Live", "message": "from publish_event",

@@ -83,3 +83,10 @@ def test_flower_refuses_to_start_open_to_the_network_without_auth(args, env):
     done = _celery("flower", f"--port={free_port()}", *args, env={"FLOWER_BASIC_AUTH": "", **env}, timeout=30)
     assert done.returncode == 2
     assert "FLOWER_BASIC_AUTH" in done.stderr and "refusing" in done.stderr
+
+
+def test_flower_refuses_the_placeholder_password_of_env_example():
+    done = _celery("flower", f"--port={free_port()}", "--address=127.0.0.1",
+                   env={"FLOWER_BASIC_AUTH": "admin:change-me"}, timeout=30)
+    assert done.returncode == 2
+    assert "FLOWER_BASIC_AUTH" in done.stderr and "change-me" in done.stderr
