@@ -18,7 +18,7 @@ _FINAL = {Job.Status.COMPLETED, Job.Status.CANCELLED}
 
 def _job(event: Event) -> Job:
     # Locked: two events about one job (accepted, then completed) apply in turn.
-    return existing(Job, event.data.job_id, lock=True)
+    return existing(Job, event.data.job_id, lock=True, related=("client", "cleaner"))
 
 
 def _close(event: Event, status: str, refused_from: str) -> None:

@@ -15,7 +15,7 @@ RETRY = RetryPolicy(max_retries=8, backoff_min=2.0, backoff_max=60.0)
 
 def _record(event: Event, status: str) -> tuple[Payment, Job]:
     data = event.data
-    job = existing(Job, data.job_id)
+    job = existing(Job, data.job_id, related=("client", "cleaner"))
     payment, _ = Payment.objects.select_for_update().get_or_create(
         reference=data.payment_id,
         defaults={"job": job, "amount": data.decimal_amount, "currency": data.currency},
