@@ -118,19 +118,42 @@ app.conf.task_queues = tuple(Queue(name, Exchange(name, type="direct"), routing_
 app.conf.imports = ("workers.tasks",)
 # Every task message is checked before Celery reads its headers (workers/guard.py).
 app.conf.worker_consumer = "workers.guard:GuardedConsumer"
+# Task events in batches, not one PUBLISH per task (workers/worker_steps.py).
+app.steps["consumer"].add("workers.worker_steps:BatchedTaskEvents")
 
 log = logging.getLogger(__name__)
 
 
+def _command_line_level(loglevel) -> int | None:
+    """The level of an explicit ``-l``/``--loglevel`` (Celery passes its
+    default, WARNING, when there is none: that one must not beat LOG_LEVEL)."""
+    if loglevel is None:
+        return None
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and "loglevel" not in ctx.params:
+        ctx = ctx.parent
+    if ctx is None or ctx.get_parameter_source("loglevel") != click.core.ParameterSource.COMMANDLINE:
+        return None
+    return loglevel if isinstance(loglevel, int) else logging.getLevelName(str(loglevel).upper())
+
+
 @signals.setup_logging.connect
-def use_django_logging(**_):
+def use_django_logging(loglevel=None, **_):
     """One log format for every process: Django's LOGGING (text, or JSON with
-    LOG_FORMAT=json), with topic/type/event_id on lines about an event."""
+    LOG_FORMAT=json), with topic/type/event_id on lines about an event.
+
+    The level is the worker's ``-l`` when the command line gives one, else
+    LOG_LEVEL: ``-l warning`` drops the per-event INFO lines, as it says.
+    """
     from logging.config import dictConfig
 
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+    level = _command_line_level(loglevel)
+    if level is not None:
+        for name in (None, *settings.LOGGING.get("loggers", {})):
+            logging.getLogger(name).setLevel(level)
     # The topic tasks log one line of their own for an expected refusal
     # (workers/tasks.py); Celery's "raised expected" would repeat it.
     logging.getLogger("celery.app.trace").addFilter(_not_an_expected_refusal)

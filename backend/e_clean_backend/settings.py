@@ -259,9 +259,16 @@ CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
 # Flower builds its view from task events, so they are on from the start:
 # every event shows as a task. They cost the worker's main process a publish
-# per task state (about 40% of it in bench/); a deployment without Flower can
-# turn them off (Flower, when it runs, switches them back on every 5 s).
+# per task state unless sent in batches (below: then a few percent); a
+# deployment without Flower can turn them off (Flower, when it runs, switches
+# them back on every 5 s).
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
+# Not Celery settings (no CELERY_ prefix): workers/worker_steps.py sends the
+# buffered task events every WORKER_EVENTS_FLUSH_INTERVAL seconds, or once
+# WORKER_EVENTS_BUFFER_LIMIT are waiting, instead of one PUBLISH per task.
+# Flower sees a task's events at most this late; 0 keeps Celery's per-turn flush.
+WORKER_EVENTS_FLUSH_INTERVAL = env_float("WORKER_EVENTS_FLUSH_INTERVAL", 0.1)
+WORKER_EVENTS_BUFFER_LIMIT = env_int("WORKER_EVENTS_BUFFER_LIMIT", 300, minimum=1)
 # Celery's Django fixup closes the database connection around every task
 # unless it may reuse it: reusing it 1000 times took end-to-end PostgreSQL
 # from ~115 to ~290 events/s in bench/.
