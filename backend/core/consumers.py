@@ -129,7 +129,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "error", "error": "expected a JSON object with a type"})
             return
         if kind == "resume":
-            last_id = message.get("last_id") or 0
+            last_id = message.get("last_id", 0)  # absent: nothing shown yet; false, "" or [] are errors
             if not isinstance(last_id, int) or isinstance(last_id, bool) or last_id < 0:
                 await self._send({"type": "error", "error": "last_id must be a whole number >= 0"})
                 return

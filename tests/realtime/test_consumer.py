@@ -265,6 +265,7 @@ def test_bad_messages_get_an_error_and_the_socket_stays(make_user):
     async def go():
         comm = await connected(cookie)
         for bad in ("not json", "[1]", '{"type": "nope"}', '{"type": "resume", "last_id": -1}',
+                    '{"type": "resume", "last_id": false}', '{"type": "resume", "last_id": ""}',
                     '{"type": "read", "ids": ["1"]}'):
             await comm.send_to(text_data=bad)
             assert (await receive(comm))["type"] == "error"
