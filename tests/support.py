@@ -56,3 +56,16 @@ def publish_raw(client, topic: str, message) -> int:
     """PUBLISH as another program would: no journal, no project code."""
     payload = message if isinstance(message, (bytes, str)) else json.dumps(message)
     return client.publish(topic, payload)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A Prometheus endpoint on this host as {sample: value}."""
+    import requests
+
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values

@@ -18,19 +18,9 @@ from core.models import Job, ProcessedEvent
 from devtools.redis_server import free_port
 
 from . import support
-from .support import envelope, publish_raw, wait_for
+from .support import envelope, publish_raw, scrape, wait_for
 
 pytestmark = [pytest.mark.slow]
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
 
 
 @pytest.mark.db

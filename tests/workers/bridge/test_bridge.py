@@ -14,7 +14,7 @@ import pytest
 from core import events
 
 from ... import support
-from ...support import envelope, publish_raw, wait_for
+from ...support import envelope, publish_raw, scrape, wait_for
 
 pytestmark = pytest.mark.slow
 QUEUES = ("jobs", "notifications", "chat", "payments")
@@ -157,18 +157,6 @@ def plant_dead_claim(redis_client, topic: str, payload, ttl: float) -> str:
     event = parse(topic, raw)
     redis_client.set(f"eclean:claim:{event.id}", f"p|{DEAD_TOKEN}|{digest(event)}", px=int(ttl * 1000))
     return event.id
-
-
-def scrape(port: int) -> dict[str, float]:
-    import requests
-
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
 
 
 def stats(bridge) -> dict:
