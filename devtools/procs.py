@@ -118,6 +118,33 @@ def read_procfile(path) -> list[tuple[str, str]]:
     return entries
 
 
+# How many `worker` processes `make run` starts (WORKER_PROCESSES overrides),
+# each `celery -A workers worker` with one pool process (CELERY_WORKER_CONCURRENCY).
+# Every task message passes through its worker's main process (BRPOP, the
+# unacked bookkeeping, the ack, the hand-off to the pool), which waits on a
+# Redis round trip for most of it: with one main process per pool process the
+# waits overlap instead of queueing. `make bench`'s worker-topology table
+# measures the layouts side by side; the README's Performance section has it.
+# docker-compose.yml scales the worker service to the same number.
+WORKER_PROCESSES = 3
+
+
+def scale(entries: list[tuple[str, str]], counts: dict[str, int]) -> list[tuple[str, str]]:
+    """Each entry ``counts[name]`` times (default once), as ``honcho start -c
+    worker=3`` does: the copies of a scaled entry are named ``worker.1`` …
+    ``worker.3``; an entry run once keeps its name."""
+    unknown = set(counts) - {name for name, _ in entries}
+    if unknown:
+        raise ValueError(f"no Procfile entry named {', '.join(sorted(unknown))}")
+    scaled = []
+    for name, command in entries:
+        n = counts.get(name, 1)
+        if n < 1:
+            raise ValueError(f"{name}: at least one process, not {n}")
+        scaled += [(name, command)] if n == 1 else [(f"{name}.{i}", command) for i in range(1, n + 1)]
+    return scaled
+
+
 class Supervisor:
     """Runs the Procfile's processes side by side, each in its own process
     group, their output interleaved with a ``name |`` prefix; stops them all
@@ -157,7 +184,10 @@ class Supervisor:
 
     def start(self) -> None:
         for name, command in self.entries:
-            proc = subprocess.Popen(["/bin/sh", "-c", exec_form(command)], env=self.env, cwd=self.cwd,
+            # Named as honcho names its processes, so a Procfile line can tell
+            # its copies apart (the worker's node name) under either.
+            env = {**self.env, "HONCHO_PROCESS_NAME": name}
+            proc = subprocess.Popen(["/bin/sh", "-c", exec_form(command)], env=env, cwd=self.cwd,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
             self.procs[name] = proc

@@ -30,7 +30,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .procs import Supervisor, read_procfile
+from .procs import WORKER_PROCESSES, Supervisor, read_procfile, scale
 from .redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -210,9 +210,26 @@ def _interrupt(*_):
     raise KeyboardInterrupt
 
 
+def worker_processes() -> int:
+    """How many ``worker`` processes to run: WORKER_PROCESSES, default
+    devtools.procs.WORKER_PROCESSES (why that many: see there)."""
+    given = os.environ.get("WORKER_PROCESSES", "").strip()
+    if not given:
+        return WORKER_PROCESSES
+    if not given.isdigit() or int(given) < 1:
+        raise ValueError(f"WORKER_PROCESSES={given!r}: set it to a whole number of worker processes, "
+                         f"1 or more (default {WORKER_PROCESSES})")
+    return int(given)
+
+
 def main() -> int:
     # A SIGTERM during start-up ends like a Ctrl-C: Redis stopped, not orphaned.
     signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        worker_processes()
+    except ValueError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 2
     try:
         lock = take_lock()
     except AlreadyRunning as exc:
@@ -286,7 +303,8 @@ def _start(env: dict[str, str], ports: dict[str, int], found: dict[str, str], sh
         subprocess.run([*manage, "seed_demo"], env=env, check=True, stdout=subprocess.DEVNULL)
         print(banner(ports, {**found, "DJANGO_DEBUG": env["DJANGO_DEBUG"]}, shown), flush=True)
         soft = float(env.get("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT") or 10)
-        supervisor = Supervisor(read_procfile(REPO / "Procfile"), env, REPO, grace=soft + 20)
+        entries = scale(read_procfile(REPO / "Procfile"), {"worker": worker_processes()})
+        supervisor = Supervisor(entries, env, REPO, grace=soft + 20)
         # Signal handlers only set a flag; the supervisor does the stopping.
         signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())

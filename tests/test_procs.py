@@ -195,3 +195,48 @@ def test_a_redis_left_by_a_killed_run_is_named_not_doubled(tmp_path):
     finally:
         orphan.kill()
         orphan.wait()
+
+
+def test_scale_names_the_copies_as_honcho_does():
+    entries = [("web", "daphne"), ("worker", "celery -A workers worker")]
+    assert procs.scale(entries, {"worker": 3}) == [
+        ("web", "daphne"), ("worker.1", "celery -A workers worker"), ("worker.2", "celery -A workers worker"),
+        ("worker.3", "celery -A workers worker")]
+    assert procs.scale(entries, {}) == entries
+    with pytest.raises(ValueError, match="no Procfile entry named wroker"):
+        procs.scale(entries, {"wroker": 2})
+    with pytest.raises(ValueError, match="at least one"):
+        procs.scale(entries, {"worker": 0})
+
+
+def test_each_copy_knows_its_name_and_the_worker_line_makes_it_the_node_name():
+    sup, out = supervisor(procs.scale([("w", "echo name=$HONCHO_PROCESS_NAME; sleep 600")], {"w": 2}))
+    thread, result = run_until_up_text(sup, out, "name=w.2")
+    sup.stop()
+    thread.join(60)
+    assert "name=w.1" in out.getvalue() and result["code"] == 0
+    # The Procfile's worker gives that name to Celery: one node per copy.
+    worker = dict(procs.read_procfile(procs.REPO / "Procfile"))["worker"]
+    assert "-n ${HONCHO_PROCESS_NAME:-worker}@%h" in worker
+
+
+def run_until_up_text(sup, out, text):
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", sup.run()))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while text not in out.getvalue():
+        assert time.monotonic() < deadline, out.getvalue()
+        time.sleep(0.05)
+    return thread, result
+
+
+@pytest.mark.parametrize("given", ["abc", "0", "-1", "2.5"])
+def test_make_run_refuses_a_bad_worker_count(given, tmp_path):
+    env = {**os.environ, "WORKER_PROCESSES": given, "ECLEAN_RUN_DIR": str(tmp_path / "run")}
+    result = subprocess.run([sys.executable, "-m", "devtools.run"], cwd=procs.REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"make run: WORKER_PROCESSES={given!r}: set it to a whole number of worker processes, "
+        f"1 or more (default {procs.WORKER_PROCESSES})"]

@@ -283,6 +283,12 @@ def test_dependencies_wait_for_health(services):
 @pytest.mark.parametrize("name", ["bridge", "worker"])
 def test_commands_are_the_procfiles(services, procfile, name):
     assignments, tokens = split_assignments(shlex.split(procfile[name]))
+    if name == "worker":
+        # The Procfile names each copy (worker.1@host ...: several run on one
+        # host); compose's replicas are containers, each its own celery@<hostname>.
+        at = tokens.index("-n")
+        assert tokens[at + 1] == "${HONCHO_PROCESS_NAME:-worker}@%h"
+        del tokens[at:at + 2]
     assert command_tokens(services[name]["command"]) == tokens
     env = environment(services[name])
     for key, value in assignments.items():
@@ -576,3 +582,10 @@ def test_docker_compose_config_refuses_a_missing_secret(compose_cli, tmp_path):
     result = _compose_config(compose_cli, tmp_path, without)
     assert result.returncode != 0
     assert "REDIS_PASSWORD" in result.stderr
+
+
+def test_compose_runs_as_many_workers_as_make_run(services):
+    from devtools.procs import WORKER_PROCESSES
+
+    assert services["worker"]["deploy"]["replicas"] == f"${{WORKER_PROCESSES:-{WORKER_PROCESSES}}}"
+    assert "container_name" not in services["worker"] and "hostname" not in services["worker"]
