@@ -568,6 +568,14 @@ def _stop(run: Run) -> None:
             run.spy.wait(30)
         except subprocess.TimeoutExpired:
             run.spy.kill()
+    import signal
+
+    for proc in run.procs:  # every worker told at once; each stop() below then waits for its own
+        if proc.name.startswith("worker") and proc.proc.poll() is None:
+            try:
+                proc.signal(signal.SIGTERM, group=True)
+            except ProcessLookupError:
+                pass
     for proc in reversed(run.procs):
         proc.stop()
     run.sampler.stop()
@@ -727,10 +735,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"[bench] kept {workdir}", flush=True)
     doc = report.build(args, sizes, results, skipped, machine, profile,
-                       {row: [ph.spec() for ph in plan(row, sizes, args.events)] for row in args.rows})
+                       {row: [ph.spec() for ph in plan(row, sizes, args.events)] for row in args.rows}, E2E_LAYOUT)
     if burst is not None:
         doc["burst"] = report.burst_summary(burst, args.burst)
-    doc["e2e_layout"] = E2E_LAYOUT
     if realtime_result is not None:
         doc["realtime"] = realtime_result
         doc["targets"] += realtime.targets(realtime_result)
