@@ -55,7 +55,8 @@ How each figure is measured (also written into every result file):
 * The rows that commit effects (old loop, plain Celery, Dramatiq, e2e-*) also
   have ``lat200`` (paced 200 events/s, batch 1, before the full-speed phase)
   and ``half`` (after it, paced at half the events/s this run measured in its
-  full-speed phase, kept within 20 and 10,000 events/s): effect committed
+  full-speed phase, kept within 20 and 10,000 events/s, and to at most 6 s
+  of events): effect committed
   p50 / p95 / p99 for both; "@half" is the latency of a pipeline loaded to
   half of what it can drain.
 * CPU ms per event: over the full-speed phase, the CPU time (user + system,

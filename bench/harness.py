@@ -41,6 +41,7 @@ DEFAULT_LAYOUTS = "prefork-c2,2x-c1,3x-c1,solo-x2,prefork-c2-prefetch16"
 TOPOLOGY_BASE = "prefork-c2"  # the topology table's ratios are against this layout
 # The "half" phase: half the row's full-speed rate, within these bounds.
 HALF_RATE_BOUNDS = (20.0, 10_000.0)
+HALF_SECONDS = 6.0  # and at most this long: a slow row publishes fewer of the phase's events
 # Commands the harness itself sends (buffer sampler, INFO) and, in the rows
 # without a worker, the queue drainer's pops: not counted as the row's.
 OWN_COMMANDS = {"info", "client", "client|list"}
@@ -412,7 +413,8 @@ def _pace_half(run: Run, phase: Phase) -> Phase:
     low, high = HALF_RATE_BOUNDS
     rate = max(low, min(high, 0.5 * (run.out.get("events_per_s") or 0.0)))
     run.out["half_rate"] = rate
-    return Phase(phase.name, phase.start, phase.stop, rate, phase.batch)
+    count = min(phase.count, max(50, int(rate * HALF_SECONDS)))
+    return Phase(phase.name, phase.start, phase.start + count, rate, phase.batch)
 
 
 def _run_phase(run: Run, phase: Phase) -> None:
