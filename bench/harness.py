@@ -38,7 +38,6 @@ DRAMATIQ_READY = "Worker process is ready for action."  # one per dramatiq worke
 # The worker layout of the e2e rows (see layout_workers).
 E2E_LAYOUT = "3x-c1"
 DEFAULT_LAYOUTS = "prefork-c2,2x-c1,3x-c1,solo-x2,prefork-c2-prefetch16"
-TOPOLOGY_BASE = "prefork-c2"  # the topology table's ratios are against this layout
 # The "half" phase: half the row's full-speed rate, within these bounds.
 HALF_RATE_BOUNDS = (20.0, 10_000.0)
 HALF_SECONDS = 6.0  # and at most this long: a slow row publishes fewer of the phase's events

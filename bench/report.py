@@ -37,6 +37,7 @@ TABLE_REFS = {"naive": ("old",), "bridge": ("naive", "old"), "celery-plain": ("o
               "e2e-postgres": ("old", "e2e-sqlite")}
 RATIO_FIGURES = ("events_per_s", "enqueue_p50_ms", "enqueue_p99_ms", "effect_p50_ms", "effect_p99_ms", "rss_mb",
                  "cpu_ms_per_event", "redis_calls_per_event", "lat200_p99_ms", "half_p99_ms")
+TOPOLOGY_BASE = "prefork-c2"  # the worker layout the topology table compares each layout with
 RATIO_HEADS = ("events/s", "enqueue p50", "enqueue p99", "effect p50", "effect p99", "peak RSS", "CPU ms/event",
                "Redis cmds/event", "p99 @200/s", "p99 @half")
 
@@ -243,8 +244,8 @@ def latency_table(doc: dict) -> str:
 
 
 def topology(results: dict, rows: dict, layouts: list[str]) -> list[dict]:
-    """One entry per layout: events/s, ratio vs prefork-c2 (same run), CPU, p99 at 200/s."""
-    base = next((r for r in layouts if r.endswith("@prefork-c2")), None)
+    """One entry per layout: events/s, ratio vs TOPOLOGY_BASE (same run), CPU, p99 at 200/s."""
+    base = next((r for r in layouts if r.partition("@")[2] == TOPOLOGY_BASE), None)
     out = []
     for row in layouts:
         med = rows[row]["median"]
@@ -259,7 +260,7 @@ def topology(results: dict, rows: dict, layouts: list[str]) -> list[dict]:
 
 def topology_text(doc: dict) -> str:
     lines = ["Worker topology (our bridge + `celery -A workers worker`, SQLite WAL, same run):", "",
-             "| layout | events/s | vs prefork-c2 | CPU ms/event | Redis cmds/event | effect p99 ms @200/s "
+             f"| layout | events/s | vs {TOPOLOGY_BASE} | CPU ms/event | Redis cmds/event | effect p99 ms @200/s "
              "| effect p99 ms @half | lost |", "|---|---|---|---|---|---|---|---|"]
     for t in doc["topology"]:
         vs = "—" if t["vs_base"] is None else f"{t['vs_base']:.2f}×"
