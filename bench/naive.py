@@ -1,11 +1,15 @@
-"""The naive bridge: pub/sub in, one ``task.apply_async()`` per event out.
+"""The naive bridge: pub/sub in, one enqueue per event out.
 
-``python -m bench.naive STATS_FILE``. What a first Celery port of the old loop
-looks like: the same envelope validation as our bridge, the same tasks
-(``workers.tasks.TOPIC_TASKS``, task id = event id), but one broker round trip
-per event, no batching, no claims and no journal. The subscription uses the
-project's Redis options and, like redis-py's default, re-subscribes silently
-after a dropped connection (counted as a reconnect).
+``python -m bench.naive STATS_FILE [TARGET]``. What a first port of the old
+loop onto a task queue looks like: the same envelope validation as our
+bridge, but one broker round trip per event, no batching, no claims and no
+journal. The subscription uses the project's Redis options and, like
+redis-py's default, re-subscribes silently after a dropped connection
+(counted as a reconnect). TARGET says where each event goes:
+
+  naive         ``workers.tasks.TOPIC_TASKS[topic].apply_async`` (our tasks, task id = event id)
+  celery-plain  the same call on bench/plain_celery.py's default-configured app
+  dramatiq      ``actor.send`` on bench/dramatiq_app.py's actors
 """
 
 from __future__ import annotations
@@ -17,8 +21,27 @@ import sys
 log = logging.getLogger("bench.naive")
 
 
+READY = "Pub/sub bridge ready"
+
+
+def _enqueue(target: str):
+    """The one call per event of ``target``: ``enqueue(event)``."""
+    if target == "dramatiq":
+        from .dramatiq_app import ACTORS
+
+        return lambda event: ACTORS[event.topic].send(event.to_message())
+    if target == "celery-plain":
+        from .plain_celery import TASKS
+    elif target == "naive":
+        from workers.tasks import TOPIC_TASKS as TASKS
+    else:
+        raise SystemExit(f"unknown target {target!r}")
+    return lambda event: TASKS[event.topic].apply_async((event.to_message(),), task_id=event.id)
+
+
 def main(argv: list[str]) -> int:
     stats_file = argv[0]
+    target = argv[1] if len(argv) > 1 else "naive"
     from e_clean_backend.bootstrap import setup
 
     setup()
@@ -29,7 +52,8 @@ def main(argv: list[str]) -> int:
     from core.deadletters import record
     from e_clean_backend import redis_config
     from workers import envelope
-    from workers.tasks import TOPIC_TASKS
+
+    enqueue = _enqueue(target)
 
     stats = {"received": 0, "enqueued": 0, "rejected": 0, "subscribes": 0, "reconnects": 0}
     shutdown = []
@@ -45,7 +69,7 @@ def main(argv: list[str]) -> int:
             if message["type"] == "subscribe":
                 stats["subscribes"] += 1
                 if stats["subscribes"] == len(envelope.TOPICS):
-                    print(f"Naive bridge ready, listening to topics: {list(envelope.TOPICS)}", flush=True)
+                    print(f"{READY} ({target}), listening to topics: {list(envelope.TOPICS)}", flush=True)
                 stats["reconnects"] = max(0, (stats["subscribes"] - 1) // len(envelope.TOPICS))
                 continue
             if message["type"] != "message":
@@ -60,7 +84,7 @@ def main(argv: list[str]) -> int:
                 record(topic=topic, stage="bridge", reason=exc.reason, detail=exc.detail,
                        payload=message["data"], event_id=exc.event_id)
                 continue
-            TOPIC_TASKS[event.topic].apply_async((event.to_message(),), task_id=event.id)
+            enqueue(event)
             stats["enqueued"] += 1
     finally:
         with open(stats_file, "w") as f:

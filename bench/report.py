@@ -21,16 +21,36 @@ LABELS = {
     "old": "old loop (pub/sub + inline handlers, SQLite WAL)",
     "naive": "naive bridge (apply_async per event)",
     "bridge": "our bridge (python -m workers.bridge)",
-    "e2e-sqlite": "end to end, SQLite WAL (bridge + worker -c 2)",
-    "e2e-postgres": "end to end, PostgreSQL (bridge + worker -c 2)",
+    "celery-plain": "plain Celery (apply_async per event, default app, worker -c 2, SQLite WAL)",
+    "dramatiq": "Dramatiq (actor.send per event, RedisBroker, -p 2 -t 1, SQLite WAL)",
+    "e2e-sqlite": "end to end, SQLite WAL (our bridge + workers)",
+    "e2e-sqlite-noevents": "end to end, SQLite WAL, task events off (our bridge + workers)",
+    "e2e-postgres": "end to end, PostgreSQL (our bridge + workers)",
 }
 SHORT = {"publisher": "publisher", "old": "old loop", "naive": "naive", "bridge": "our bridge",
-         "e2e-sqlite": "e2e SQLite", "e2e-postgres": "e2e PG"}
+         "celery-plain": "plain Celery", "dramatiq": "Dramatiq", "e2e-sqlite": "e2e SQLite",
+         "e2e-sqlite-noevents": "e2e SQLite, events off", "e2e-postgres": "e2e PG"}
 # The rows each row is compared with in the table (all pairs are in the Markdown's ratio table).
-TABLE_REFS = {"naive": ("old",), "bridge": ("naive", "old"), "e2e-sqlite": ("old",),
+TABLE_REFS = {"naive": ("old",), "bridge": ("naive", "old"), "celery-plain": ("old",),
+              "dramatiq": ("old", "celery-plain"), "e2e-sqlite": ("old", "celery-plain", "dramatiq"),
+              "e2e-sqlite-noevents": ("old", "celery-plain", "dramatiq", "e2e-sqlite"),
               "e2e-postgres": ("old", "e2e-sqlite")}
-RATIO_FIGURES = ("events_per_s", "enqueue_p50_ms", "enqueue_p99_ms", "effect_p50_ms", "effect_p99_ms", "rss_mb")
+RATIO_FIGURES = ("events_per_s", "enqueue_p50_ms", "enqueue_p99_ms", "effect_p50_ms", "effect_p99_ms", "rss_mb",
+                 "cpu_ms_per_event", "redis_calls_per_event", "lat200_p99_ms", "half_p99_ms")
+TOPOLOGY_BASE = "prefork-c2"  # the worker layout the topology table compares each layout with
+RATIO_HEADS = ("events/s", "enqueue p50", "enqueue p99", "effect p50", "effect p99", "peak RSS", "CPU ms/event",
+               "Redis cmds/event", "p99 @200/s", "p99 @half")
 
+
+def label(row: str) -> str:
+    """The long name of a row; ``e2e-sqlite@<layout>`` is a topology row."""
+    if "@" in row:
+        return f"end to end, SQLite WAL, workers {row.partition('@')[2]}"
+    return LABELS[row]
+
+
+def short(row: str) -> str:
+    return f"e2e SQLite @{row.partition('@')[2]}" if "@" in row else SHORT[row]
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -130,17 +150,19 @@ def targets(doc: dict) -> list[dict]:
             f"p99 {_num(e.get('effect_insert_p99_ms'), 1)} ms)")
         if med.get("old"):
             r = per_run_ratio(res, "e2e-sqlite", "old", "events_per_s")
-            add("end-to-end throughput (2 worker processes) ≥ 1.5× the old loop", r, r is not None and r >= 1.5,
+            add(f"end-to-end throughput (workers {doc.get('e2e_layout') or '?'}) ≥ 1.5× the old loop", r,
+                r is not None and r >= 1.5,
                 f"{r:.2f}× ({_num(e.get('events_per_s'))} vs {_num(med['old'].get('events_per_s'))} events/s, SQLite WAL)"
                 if r else "no figure")
     return out
 
 
-def build(args, sizes, results, skipped, machine, profile, phases) -> dict:
+def build(args, sizes, results, skipped, machine, profile, phases, e2e_layout: str | None = None) -> dict:
     rows = {}
 
     for row, runs in results.items():
-        rows[row] = {"label": LABELS[row], "median": median_of(runs)}
+        rows[row] = {"label": label(row), "median": median_of(runs),
+                     "redis_top_per_event": (runs[-1].get("redis_top") if runs else None)}
     doc = {
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench " + " ".join(_argv(args)),
@@ -152,8 +174,12 @@ def build(args, sizes, results, skipped, machine, profile, phases) -> dict:
         "phases": phases,
         "machine": machine,
         "method": METHOD,
+        "e2e_layout": e2e_layout,
     }
-    doc["ratios"] = ratios(results, list(results))
+    doc["ratios"] = ratios(results, [r for r in results if "@" not in r])
+    layouts = [r for r in results if "@" in r]
+    if layouts:
+        doc["topology"] = topology(results, rows, layouts)
     doc["targets"] = targets(doc)
     if profile:
         doc["profile"] = profile
@@ -166,33 +192,118 @@ def _argv(args) -> list[str]:
         out.append("--quick")
     if args.events:
         out += ["--events", str(args.events)]
-    out += ["--runs", str(args.runs), "--rows", ",".join(r for r in args.rows if r != "publisher")]
+    selected = getattr(args, "selected", None) or [r for r in args.rows if r != "publisher"]
+    out += ["--runs", str(args.runs), "--rows", ",".join(selected)]
+    if "topology" in selected:
+        out += ["--layouts", ",".join(args.layouts)]
+    if getattr(args, "burst", 0):
+        out += ["--burst", str(args.burst)]
     return out
 
 
 def table(doc: dict) -> str:
     rows = doc["rows"]
-    order = list(rows)
+    order = [r for r in rows if "@" not in r]  # the topology rows have a table of their own
+    layout = doc.get("e2e_layout")
     head = ("| row | events/s | vs rows above (events/s) | enqueue p50 / p95 / p99 ms @500/s "
-            "| effect committed p50 / p95 / p99 ms @500/s | peak RSS MB | reconnects | lost |")
-    lines = [head, "|" + "---|" * 8]
+            "| effect committed p50 / p95 / p99 ms @500/s | effect p99 ms @200/s | effect p99 ms @half "
+            "| CPU ms/event | Redis cmds/event | peak RSS MB | reconnects | lost |")
+    lines = [head, "|" + "---|" * 12]
     for row in order:
         med = rows[row]["median"]
         vs = []
         for entry in doc["ratios"]:
             if entry["row"] == row and "events_per_s" in entry:
-                vs.append(f"{entry['events_per_s']:.2f}× {SHORT[entry['ref']]}")
+                vs.append(f"{entry['events_per_s']:.2f}× {short(entry['ref'])}")
+        name = label(row) + (f" · {layout}" if layout and row.startswith("e2e") else "")
         lines.append(
-            f"| {LABELS[row]} | {_num(med.get('events_per_s'))} | {' · '.join(vs) or ''} "
-            f"| {_lat(med, 'enqueue')} | {_lat(med, 'effect')} | {_num(med.get('rss_mb'), 1)} "
+            f"| {name} | {_num(med.get('events_per_s'))} | {' · '.join(vs) or ''} "
+            f"| {_lat(med, 'enqueue')} | {_lat(med, 'effect')} | {_num(med.get('lat200_p99_ms'), 1)} "
+            f"| {_num(med.get('half_p99_ms'), 1)} | {_num(med.get('cpu_ms_per_event'), 2)} "
+            f"| {_num(med.get('redis_calls_per_event'), 1)} | {_num(med.get('rss_mb'), 1)} "
             f"| {_num(med.get('reconnects'))} | {_num(med.get('lost'))} |"
         )
         if row == "bridge" and med.get("at20k_events_per_s") is not None:
             lines.append(
                 f"| ↳ our bridge, paced at 20,000 events/s | {_num(med.get('at20k_events_per_s'))} | "
-                f"| {_lat(med, 'at20k')} (@20k/s) | — | {_num(med.get('at20k_rss_mb'), 1)} | | |"
+                f"| {_lat(med, 'at20k')} (@20k/s) | — | | | | | {_num(med.get('at20k_rss_mb'), 1)} | | |"
             )
     return "\n".join(lines)
+
+
+def latency_table(doc: dict) -> str:
+    """Effect committed p50 / p95 / p99 at 200/s and at half the row's full-speed rate."""
+    lines = ["| row | effect p50 / p95 / p99 ms @200/s | half-rate events/s | effect p50 / p95 / p99 ms @half |",
+             "|---|---|---|---|"]
+    for row, v in doc["rows"].items():
+        med = v["median"]
+        if med.get("lat200_events") is None and med.get("half_events") is None:
+            continue
+        lines.append(f"| {short(row)} | {_lat(med, 'lat200')} | {_num(med.get('half_rate'))} | {_lat(med, 'half')} |")
+    return "\n".join(lines)
+
+
+def topology(results: dict, rows: dict, layouts: list[str]) -> list[dict]:
+    """One entry per layout: events/s, ratio vs TOPOLOGY_BASE (same run), CPU, p99 at 200/s."""
+    base = next((r for r in layouts if r.partition("@")[2] == TOPOLOGY_BASE), None)
+    out = []
+    for row in layouts:
+        med = rows[row]["median"]
+        out.append({"layout": row.partition("@")[2], "row": row, "events_per_s": med.get("events_per_s"),
+                    "vs_base": per_run_ratio(results, row, base, "events_per_s") if base else None,
+                    "cpu_ms_per_event": med.get("cpu_ms_per_event"),
+                    "redis_calls_per_event": med.get("redis_calls_per_event"),
+                    "lat200_p99_ms": med.get("lat200_p99_ms"), "half_p99_ms": med.get("half_p99_ms"),
+                    "lost": med.get("lost")})
+    return out
+
+
+def topology_text(doc: dict) -> str:
+    lines = ["Worker topology (our bridge + `celery -A workers worker`, SQLite WAL, same run):", "",
+             f"| layout | events/s | vs {TOPOLOGY_BASE} | CPU ms/event | Redis cmds/event | effect p99 ms @200/s "
+             "| effect p99 ms @half | lost |", "|---|---|---|---|---|---|---|---|"]
+    for t in doc["topology"]:
+        vs = "—" if t["vs_base"] is None else f"{t['vs_base']:.2f}×"
+        lines.append(f"| {t['layout']} | {_num(t['events_per_s'])} | {vs} | {_num(t['cpu_ms_per_event'], 2)} "
+                     f"| {_num(t['redis_calls_per_event'], 1)} | {_num(t['lat200_p99_ms'], 1)} "
+                     f"| {_num(t['half_p99_ms'], 1)} | {_num(t['lost'])} |")
+    return "\n".join(lines)
+
+
+def burst_summary(burst: dict, n: int) -> dict:
+    old = (burst.get("old") or {}).get("burst_s")
+    rows = {}
+    for row, r in burst.items():
+        secs = r.get("burst_s")
+        rows[row] = {"seconds": secs, "publish_seconds": r.get("burst_publish_s"),
+                     "delivered": r.get("burst_delivered"), "lost": r.get("burst_lost"),
+                     "reconnects": r.get("reconnects"), "cpu_ms_per_event": r.get("cpu_ms_per_event"),
+                     "redis_calls_per_event": r.get("redis_calls_per_event"),
+                     "vs_old": (old / secs) if old and secs else None}
+    return {"events": n, "rows": rows}
+
+
+def burst_text(doc: dict) -> str:
+    b = doc["burst"]
+    lines = [f"Burst: {b['events']:,} events published as fast as possible, seconds from the first publish to "
+             "the last effect committed (speed-up vs the old loop = old ÷ row):", "",
+             "| row | seconds to last effect | publishing took s | speed-up vs old loop | delivered | lost "
+             "| reconnects |", "|---|---|---|---|---|---|---|"]
+    for row, r in b["rows"].items():
+        vs = "—" if r["vs_old"] is None else f"{r['vs_old']:.2f}×"
+        lines.append(f"| {short(row)} | {_num(r['seconds'], 1)} | {_num(r['publish_seconds'], 1)} | {vs} "
+                     f"| {_num(r['delivered'])} | {_num(r['lost'])} | {_num(r['reconnects'])} |")
+    return "\n".join(lines)
+
+
+def _extras(doc: dict) -> list[str]:
+    """The topology and burst tables, where the run has them."""
+    parts = []
+    if doc.get("topology"):
+        parts += [topology_text(doc), ""]
+    if doc.get("burst"):
+        parts += [burst_text(doc), ""]
+    return parts
 
 
 def targets_text(doc: dict) -> str:
@@ -206,16 +317,21 @@ def targets_text(doc: dict) -> str:
 def _notes(doc: dict) -> str:
     runs = doc["runs_per_row"]
     full = {r: v["median"].get("full_events") or v["median"].get("published") for r, v in doc["rows"].items()}
-    sizes = ", ".join(f"{SHORT[r]} {_num(n)}" for r, n in full.items() if n)
+    sizes = ", ".join(f"{short(r)} {_num(n)}" for r, n in full.items() if n)
     return (f"Median of {runs} run(s) per row. events/s: full-speed phase ({sizes} events), unique events delivered ÷ "
             "(last delivery − first publish). Latencies at a paced 500 events/s (after a 500/s warm-up), publish → "
-            "task message in the broker queue (enqueue) or → handled mark + effects committed (effect). "
+            "task message in the broker queue (enqueue) or → handled mark + effects committed (effect); the rows "
+            "that commit effects also at a paced 200/s and, after the full-speed phase, at half their own "
+            "full-speed rate. CPU ms/event and Redis cmds/event: over the full-speed phase, every process of the "
+            "row (bridge/loop, workers with their pool children, redis-server, publisher) ÷ events delivered; "
+            "Redis commands from INFO commandstats, the harness' own left out. "
+            f"e2e rows: workers {doc.get('e2e_layout') or '?'} (see the method). "
             "RSS: VmHWM of the bridge / loop process. Reconnects: pub/sub connections lost. Lost: published − delivered, all phases.")
 
 
 def render_console(doc: dict) -> str:
     parts = ["", f"E-Clean events benchmark — {doc['generated']} — {doc['machine'].get('cpu_model')} "
-             f"({doc['machine'].get('cpus')} cores)", "", table(doc), "", _notes(doc), "",
+             f"({doc['machine'].get('cpus')} cores)", "", table(doc), "", _notes(doc), "", *_extras(doc),
              *([realtime.markdown(doc["realtime"])] if doc.get("realtime") else []), "Targets:", targets_text(doc)]
     for row, why in doc["skipped"].items():
         parts.append(f"- skipped {row}: {why}")
@@ -226,16 +342,21 @@ def markdown(doc: dict) -> str:
     m = doc["machine"]
     title = "# E-Clean events benchmark"
     parts = [title, "", f"`{doc['command']}` — {doc['generated']}", "",
-             table(doc), "", _notes(doc), "", *([realtime.markdown(doc["realtime"])] if doc.get("realtime") else []),
+             table(doc), "", _notes(doc), "", "## Paced latency (effect committed)", "", latency_table(doc), "",
+             *_extras(doc), *([realtime.markdown(doc["realtime"])] if doc.get("realtime") else []),
              "## Targets", "", targets_text(doc), ""]
     if doc["skipped"]:
         parts += ["Skipped: " + "; ".join(f"{r}: {w}" for r, w in doc["skipped"].items()), ""]
     parts += ["## Ratios (median of per-run ratios, row ÷ a row above it that measures the same thing)", "",
-              "| row ÷ ref | events/s | enqueue p50 | enqueue p99 | effect p50 | effect p99 | peak RSS |",
-              "|---|---|---|---|---|---|---|"]
+              "| row ÷ ref | " + " | ".join(RATIO_HEADS) + " |", "|---" * (len(RATIO_HEADS) + 1) + "|"]
     for e in doc["ratios"]:
         cells = [("—" if e.get(f) is None else f"{e[f]:.2f}×") for f in RATIO_FIGURES]
-        parts.append(f"| {SHORT[e['row']]} ÷ {SHORT[e['ref']]} | " + " | ".join(cells) + " |")
+        parts.append(f"| {short(e['row'])} ÷ {short(e['ref'])} | " + " | ".join(cells) + " |")
+    parts += ["", "## Redis commands per event, top 5 (full-speed phase, last run)", "",
+              "| row | commands per event |", "|---|---|"]
+    for row, v in doc["rows"].items():
+        top = v.get("redis_top_per_event") or {}
+        parts.append(f"| {short(row)} | " + (", ".join(f"{k} {n:.2f}" for k, n in top.items()) or "—") + " |")
     parts += ["", "## More figures (medians)", "",
               "| row | publisher events/s in the full phase | full-phase latency p50 / p99 ms | "
               "effect insert-time p50 / p99 ms @500/s | peak pub/sub buffer in Redis MB (limit 32) "
@@ -244,13 +365,13 @@ def markdown(doc: dict) -> str:
     for row, v in doc["rows"].items():
         med = v["median"]
         cpu = " · ".join(_num(med.get(f"cpu_{k}"), 2) for k in ("target", "redis", "publisher", "workers", "harness"))
-        parts.append(f"| {SHORT[row]} | {_num(med.get('publisher_events_per_s'))} | "
+        parts.append(f"| {short(row)} | {_num(med.get('publisher_events_per_s'))} | "
                      f"{_num(med.get('full_p50_ms'), 1)} / {_num(med.get('full_p99_ms'), 1)} | "
                      f"{_num(med.get('effect_insert_p50_ms'), 1)} / {_num(med.get('effect_insert_p99_ms'), 1)} | "
                      f"{_num(med.get('pubsub_buffer_peak_mb'), 1)} | {cpu} |")
     for row, prof in (doc.get("profile") or {}).items():
         for role, data in prof.get("roles", {}).items():
-            parts += ["", f"## Where the time goes: {LABELS[row]} — {role} (py-spy, extra run)", "",
+            parts += ["", f"## Where the time goes: {label(row)} — {role} (py-spy, extra run)", "",
                       f"{data['samples']:,} samples, {data['idle_pct']:.0f}% idle (waiting in select/poll/sleep); "
                       "shares below are of the busy samples.", "", "| self % | function |", "|---|---|"]
             parts += [f"| {p:.1f} | `{f}` |" for f, p in data["self"][:15]]
