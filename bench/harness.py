@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.procs import WORKER_PROCESSES
 from devtools.redis_server import RedisServer, free_port
 
 from . import events, realtime, report
@@ -35,9 +36,10 @@ PUBSUB_BRIDGED = ("naive", "celery-plain", "dramatiq")
 BRIDGE_READY = "Event bridge ready, listening to topics:"
 PLAIN_CELERY_READY = "Plain Celery worker ready"  # bench/plain_celery.py prints it
 DRAMATIQ_READY = "Worker process is ready for action."  # one per dramatiq worker process
-# The worker layout of the e2e rows (see layout_workers).
-E2E_LAYOUT = "3x-c1"
-DEFAULT_LAYOUTS = "prefork-c2,2x-c1,3x-c1,solo-x2,prefork-c2-prefetch16"
+# The worker layout of the e2e rows (see layout_workers): what `make run` and
+# compose run, WORKER_PROCESSES workers of one pool process each.
+E2E_LAYOUT = f"{WORKER_PROCESSES}x-c1"
+DEFAULT_LAYOUTS = "prefork-c2,2x-c1,3x-c1,4x-c1,3x-c1-warning,solo-x2"
 # The "half" phase: half the row's full-speed rate, within these bounds.
 HALF_RATE_BOUNDS = (20.0, 10_000.0)
 HALF_SECONDS = 6.0  # and at most this long: a slow row publishes fewer of the phase's events
@@ -52,7 +54,17 @@ def layout_workers(layout: str) -> list[tuple[list[str], dict[str, str]]]:
 
     ``prefork-cN`` one worker ``-c N``; ``prefork-cN-prefetchM`` the same with
     ``CELERY_WORKER_PREFETCH_MULTIPLIER=M``; ``Kx-cN`` K workers ``-c N``;
-    ``solo-xK`` K workers ``-P solo``. Several workers get node names ``wI@%h``."""
+    ``solo-xK`` K workers ``-P solo``. Several workers get node names ``wI@%h``.
+    Workers log at INFO as the Procfile's do (a line per task received, done
+    and handled); a ``-warning`` suffix runs them at ``-l WARNING``: the cost of
+    those lines."""
+    level = "INFO"
+    if layout.endswith("-warning"):
+        layout, level = layout.removesuffix("-warning"), "WARNING"
+    return [([*args, "-l", level], env) for args, env in _layout_workers(layout)]
+
+
+def _layout_workers(layout: str) -> list[tuple[list[str], dict[str, str]]]:
     if m := re.fullmatch(r"prefork-c(\d+)(?:-prefetch(\d+))?", layout):
         env = {"CELERY_WORKER_PREFETCH_MULTIPLIER": m[2]} if m[2] else {}
         return [(["-c", m[1]], env)]
@@ -60,7 +72,8 @@ def layout_workers(layout: str) -> list[tuple[list[str], dict[str, str]]]:
         return [(["-c", m[2], "-n", f"w{i}@%h"], {}) for i in range(1, int(m[1]) + 1)]
     if m := re.fullmatch(r"solo-x(\d+)", layout):
         return [(["-P", "solo", "-n", f"w{i}@%h"], {}) for i in range(1, int(m[1]) + 1)]
-    raise ValueError(f"unknown worker layout {layout!r} (prefork-cN[-prefetchM], Kx-cN, solo-xK)")
+    raise ValueError(f"unknown worker layout {layout!r} (prefork-cN[-prefetchM], Kx-cN, solo-xK; "
+                     "each with an optional -warning)")
 
 
 def commits(row: str) -> bool:
@@ -338,7 +351,7 @@ def _start_processes(run: Run) -> None:
         layout = row.partition("@")[2] or E2E_LAYOUT
         events_off = {"CELERY_WORKER_SEND_TASK_EVENTS": "False"} if row == "e2e-sqlite-noevents" else {}
         for i, (args, extra) in enumerate(layout_workers(layout), 1):
-            cmd = python("-m", "celery", "-A", "workers", "worker", *args, "-l", "INFO")
+            cmd = python("-m", "celery", "-A", "workers", "worker", *args)
             workers.append((Proc(f"worker-{i}", cmd, rundir, {**env, **fast_stop, **events_off, **extra}),
                             "ready.", 1))
     elif row == "celery-plain":

@@ -20,3 +20,23 @@ def test_default_output_is_git_ignored_and_the_record_target_writes_the_tracked_
     assert tracked.returncode == 0, "the committed results stay tracked"
     recipe = subprocess.run(["make", "-n", "bench-record"], cwd=REPO, capture_output=True, text=True)
     assert "--out bench/results" in recipe.stdout
+
+
+def test_the_end_to_end_rows_run_the_shipped_worker_layout():
+    """The e2e rows measure what `make run` and compose run: WORKER_PROCESSES
+    workers of one pool process each, logging at INFO like the Procfile's."""
+    from bench.harness import E2E_LAYOUT, layout_workers
+    from devtools.procs import WORKER_PROCESSES
+
+    workers = layout_workers(E2E_LAYOUT)
+    assert len(workers) == WORKER_PROCESSES
+    names = set()
+    for args, env in workers:
+        assert args[args.index("-c") + 1] == "1" and args[-2:] == ["-l", "INFO"] and env == {}
+        names.add(args[args.index("-n") + 1])
+    assert len(names) == WORKER_PROCESSES
+    quiet = layout_workers(E2E_LAYOUT + "-warning")
+    assert [a[:-2] for a, _ in quiet] == [a[:-2] for a, _ in workers]
+    assert all(a[-2:] == ["-l", "WARNING"] for a, _ in quiet)
+    with pytest.raises(ValueError, match="unknown worker layout"):
+        layout_workers("3x")
