@@ -21,7 +21,9 @@ side by side, on the same machine and the same event stream:
   topology       e2e-sqlite once per ``--layouts`` entry (rows ``e2e-sqlite@<layout>``):
                  ``prefork-cN`` one worker ``-c N``; ``prefork-cN-prefetchM`` the same
                  with ``CELERY_WORKER_PREFETCH_MULTIPLIER=M``; ``Kx-cN`` K workers
-                 ``-c N`` (node names ``wI@%h``); ``solo-xK`` K workers ``-P solo``
+                 ``-c N`` (node names ``wI@%h``); ``solo-xK`` K workers ``-P solo``;
+                 a ``-warning`` suffix runs the workers at ``-l WARNING`` instead of
+                 the Procfile's INFO (the cost of the per-event log lines)
 
 plain Celery, Dramatiq and every e2e row run the same handler functions
 through ``workers.handlers.base.apply_once`` on the same seeded database, so

@@ -1,8 +1,8 @@
 """``make run``: the whole pipeline on this machine, embedded defaults.
 
 Starts a private redis-server with a generated password, migrates the SQLite
-database, creates the demo users, then runs the Procfile (web, bridge, worker,
-flower) under ``devtools.procs.Supervisor``. Ctrl-C stops all of it, Redis
+database, creates the demo users, then runs the Procfile (web, bridge, worker
+× WORKER_PROCESSES, flower) under ``devtools.procs.Supervisor``. Ctrl-C stops all of it, Redis
 included, and exits 0.
 
 Everything the running pipeline is configured with goes into ONE env file,

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools.procs import WORKER_PROCESSES
 from devtools.redis_server import free_port
 
 from .support import REPO, wait_for
@@ -140,9 +141,12 @@ def test_make_run_in_a_terminal_with_every_readme_command(tmp_path, compose_env_
     env = clean_env(run_dir)
     term = Terminal(["make", "run"], {**env, **{k: str(v) for k, v in ports.items()}}, tmp_path / "make-run.log")
     try:
-        wait_for(lambda: "Event bridge ready" in term.text() and " ready." in term.text(), timeout=180,
-                 what=f"the pipeline up:\n{term.text()[-3000:]}")
+        nodes = [f"worker.{i}@" for i in range(1, WORKER_PROCESSES + 1)]
+        wait_for(lambda: "Event bridge ready" in term.text()
+                 and all(re.search(rf" {re.escape(n)}\S+ ready\.", term.text()) for n in nodes), timeout=180,
+                 what=f"the pipeline up, with {WORKER_PROCESSES} workers:\n{term.text()[-3000:]}")
         banner = term.text()
+        assert "worker.4@" not in banner and "Traceback" not in banner
         # Item 2: the compose .env is said to be ignored, and it is: every process
         # got make run's password and ports (the bridge and worker are connected).
         assert ".env is docker compose's configuration: make run ignores it" in banner
@@ -167,6 +171,7 @@ def test_make_run_in_a_terminal_with_every_readme_command(tmp_path, compose_env_
             outputs[command] = result.stdout
         joined = "\n".join(outputs.values())
         assert "pong" in joined  # celery -A workers inspect ping
+        assert all(n in joined for n in nodes), "every worker answers the README's inspect ping"
         assert "healthy: subscribed" in joined  # python -m workers.bridge --check
         assert "answered ping" in joined  # python -m workers.healthcheck
         assert re.search(r"^1$", joined, re.M), "redis-cli PUBLISH reached the bridge (1 subscriber)"
