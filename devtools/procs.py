@@ -132,7 +132,8 @@ WORKER_PROCESSES = 3
 def scale(entries: list[tuple[str, str]], counts: dict[str, int]) -> list[tuple[str, str]]:
     """Each entry ``counts[name]`` times (default once), as ``honcho start -c
     worker=3`` does: the copies of a scaled entry are named ``worker.1`` …
-    ``worker.3``; an entry run once keeps its name."""
+    ``worker.3``. Unlike honcho (``web.1``), an entry run once keeps its plain
+    name (``web``), as the log prefixes always had it."""
     unknown = set(counts) - {name for name, _ in entries}
     if unknown:
         raise ValueError(f"no Procfile entry named {', '.join(sorted(unknown))}")
@@ -184,8 +185,8 @@ class Supervisor:
 
     def start(self) -> None:
         for name, command in self.entries:
-            # Named as honcho names its processes, so a Procfile line can tell
-            # its copies apart (the worker's node name) under either.
+            # The variable honcho sets, so a Procfile line can tell its copies
+            # apart (the worker's node name) under either runner.
             env = {**self.env, "HONCHO_PROCESS_NAME": name}
             proc = subprocess.Popen(["/bin/sh", "-c", exec_form(command)], env=env, cwd=self.cwd,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -71,12 +71,18 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+# The URL schemes redis_config builds (REDIS_SSL gives rediss://).
+SCHEMES = ("redis", "rediss")
+
+
 def apply() -> None:
-    """Make ``redis://`` broker URLs use :class:`Transport` in this process."""
+    """Make ``redis://`` and ``rediss://`` broker URLs use :class:`Transport`
+    in this process."""
     name = f"{__name__}:Transport"
-    if kombu_transport.TRANSPORT_ALIASES.get("redis") != name:
-        kombu_transport.TRANSPORT_ALIASES["redis"] = name
-        kombu_transport._transport_cache.pop("redis", None)  # resolved before us: resolve again
+    for scheme in SCHEMES:
+        if kombu_transport.TRANSPORT_ALIASES.get(scheme) != name:
+            kombu_transport.TRANSPORT_ALIASES[scheme] = name
+            kombu_transport._transport_cache.pop(scheme, None)  # resolved before us: resolve again
 
 
 def mask_urls_in_shown_settings() -> None:

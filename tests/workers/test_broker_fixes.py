@@ -46,3 +46,12 @@ def test_the_unacked_bookkeeping_reuses_one_client_per_pool(redis_server):
         with channel.conn_or_acquire() as third:
             assert third is not first and third.connection_pool is channel.pool
             assert third.ping()
+
+
+@pytest.mark.parametrize("scheme", ["redis", "rediss"])
+def test_both_schemes_of_the_broker_url_get_the_fixed_channel(scheme):
+    from kombu.transport import get_transport_cls
+
+    from workers import broker_fixes
+
+    assert get_transport_cls(scheme).Channel is broker_fixes.Channel
