@@ -196,7 +196,8 @@ class BufferSampler(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(5)
+        if self.ident is not None:  # a row that failed before its observers started
+            self.join(5)
 
 
 def _own_cpu() -> float:
@@ -352,8 +353,10 @@ def _start_processes(run: Run) -> None:
         events_off = {"CELERY_WORKER_SEND_TASK_EVENTS": "False"} if row == "e2e-sqlite-noevents" else {}
         for i, (args, extra) in enumerate(layout_workers(layout), 1):
             cmd = python("-m", "celery", "-A", "workers", "worker", *args)
+            # At -l WARNING a worker does not log "ready.": it is ready when it waits in BRPOP.
+            ready = None if args[-2:] == ["-l", "WARNING"] else "ready."
             workers.append((Proc(f"worker-{i}", cmd, rundir, {**env, **fast_stop, **events_off, **extra}),
-                            "ready.", 1))
+                            ready, 1))
     elif row == "celery-plain":
         cmd = python("-m", "celery", "-A", "bench.plain_celery", "worker", "-c", "2", "-l", "WARNING")
         workers.append((Proc("worker-1", cmd, rundir, {**env, **fast_stop}), PLAIN_CELERY_READY, 1))
@@ -363,7 +366,30 @@ def _start_processes(run: Run) -> None:
     for worker, ready, count in workers:
         run.procs.append(worker)
     for worker, ready, count in workers:
-        worker.wait_log(ready, timeout=90, count=count)
+        if ready is not None:
+            worker.wait_log(ready, timeout=90, count=count)
+    quiet = [worker for worker, ready, _ in workers if ready is None]
+    if quiet:
+        _wait_consuming(run, quiet)
+
+
+def _wait_consuming(run: Run, workers: list[Proc], timeout: float = 90.0) -> None:
+    """Wait until each of ``workers`` blocks in BRPOP on the queues (Redis'
+    CLIENT LIST): workers that log nothing at INFO are ready then."""
+    import redis
+
+    client = redis.Redis.from_url(run.server.url)
+    deadline = time.monotonic() + timeout
+    try:
+        while sum(c.get("cmd") == "brpop" for c in client.client_list()) < len(workers):
+            for worker in workers:
+                if worker.proc.poll() is not None:
+                    raise RuntimeError(f"{worker.name} exited ({worker.proc.returncode}):\n{worker.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(workers)} worker(s) not consuming within {timeout:.0f}s")
+            time.sleep(0.1)
+    finally:
+        client.close()
 
 
 def _start_observers(run: Run, profile: bool) -> None:

@@ -30,7 +30,7 @@ def _postgres_reachable() -> bool:
 
 
 # Two small worker layouts: the topology table with the least start-up.
-LAYOUTS = ["prefork-c1", "solo-x1"]
+LAYOUTS = ["prefork-c1-warning", "solo-x1"]
 
 
 @pytest.mark.timeout(240)
@@ -53,7 +53,7 @@ def test_quick_run_prints_the_table_and_writes_every_row(tmp_path):
     for label in ("old loop", "naive bridge", "our bridge", "plain Celery", "Dramatiq", "end to end, SQLite WAL",
                   "task events off"):
         assert label in out
-    assert "Worker topology" in out and "| prefork-c1 |" in out and "| solo-x1 |" in out
+    assert "Worker topology" in out and "| prefork-c1-warning |" in out and "| solo-x1 |" in out
     doc = json.loads((tmp_path / "latest.json").read_text())
     assert (tmp_path / "latest.md").read_text().startswith("# E-Clean events benchmark")
     layout_rows = [f"e2e-sqlite@{layout}" for layout in LAYOUTS]
