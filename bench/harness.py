@@ -37,8 +37,8 @@ BRIDGE_READY = "Event bridge ready, listening to topics:"
 PLAIN_CELERY_READY = "Plain Celery worker ready"  # bench/plain_celery.py prints it
 DRAMATIQ_READY = "Worker process is ready for action."  # one per dramatiq worker process
 # The worker layout of the e2e rows (see layout_workers): what `make run` and
-# compose run, WORKER_PROCESSES workers of one pool process each.
-E2E_LAYOUT = f"{WORKER_PROCESSES}x-c1"
+# compose run, WORKER_PROCESSES workers of one pool process per core each.
+E2E_LAYOUT = f"{WORKER_PROCESSES}x-c{os.cpu_count() or 2}"
 DEFAULT_LAYOUTS = "prefork-c2,2x-c1,3x-c1,4x-c1,3x-c1-warning,solo-x2"
 # The "half" phase: half the row's full-speed rate, within these bounds.
 HALF_RATE_BOUNDS = (20.0, 10_000.0)

@@ -119,14 +119,12 @@ def read_procfile(path) -> list[tuple[str, str]]:
 
 
 # How many `worker` processes `make run` starts (WORKER_PROCESSES overrides),
-# each `celery -A workers worker` with one pool process (CELERY_WORKER_CONCURRENCY).
-# Every task message passes through its worker's main process (BRPOP, the
-# unacked bookkeeping, the ack, the hand-off to the pool), which waits on a
-# Redis round trip for most of it: with one main process per pool process the
-# waits overlap instead of queueing. `make bench`'s worker-topology table
-# measures the layouts side by side; the README's Performance section has it.
-# docker-compose.yml scales the worker service to the same number.
-WORKER_PROCESSES = 3
+# each `celery -A workers worker` with one pool process per core
+# (CELERY_WORKER_CONCURRENCY). One: `make bench`'s worker-topology table found
+# no layout of 2-4 processes faster on 2 cores, and one worker -c 2 used the
+# least CPU per event (README, Performance). More are for more cores or hosts.
+# docker-compose.yml runs as many replicas of the worker service.
+WORKER_PROCESSES = 1
 
 
 def scale(entries: list[tuple[str, str]], counts: dict[str, int]) -> list[tuple[str, str]]:

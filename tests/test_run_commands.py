@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from devtools.procs import WORKER_PROCESSES
 from devtools.redis_server import free_port
 
 from .support import REPO, wait_for
@@ -139,14 +138,17 @@ def test_make_run_in_a_terminal_with_every_readme_command(tmp_path, compose_env_
     ports = {"RUN_REDIS_PORT": free_port(), "WEB_PORT": free_port(), "FLOWER_PORT": free_port(),
              "BRIDGE_METRICS_PORT": free_port()}
     env = clean_env(run_dir)
-    term = Terminal(["make", "run"], {**env, **{k: str(v) for k, v in ports.items()}}, tmp_path / "make-run.log")
+    # Two worker copies (the default is one): each gets its own node name.
+    scaled = {"WORKER_PROCESSES": "2", "CELERY_WORKER_CONCURRENCY": "1"}
+    term = Terminal(["make", "run"], {**env, **scaled, **{k: str(v) for k, v in ports.items()}},
+                    tmp_path / "make-run.log")
     try:
-        nodes = [f"worker.{i}@" for i in range(1, WORKER_PROCESSES + 1)]
+        nodes = ["worker.1@", "worker.2@"]
         wait_for(lambda: "Event bridge ready" in term.text()
                  and all(re.search(rf" {re.escape(n)}\S+ ready\.", term.text()) for n in nodes), timeout=180,
-                 what=f"the pipeline up, with {WORKER_PROCESSES} workers:\n{term.text()[-3000:]}")
+                 what=f"the pipeline up, with two workers:\n{term.text()[-3000:]}")
         banner = term.text()
-        assert "worker.4@" not in banner and "Traceback" not in banner
+        assert "worker.3@" not in banner and "Traceback" not in banner
         # Item 2: the compose .env is said to be ignored, and it is: every process
         # got make run's password and ports (the bridge and worker are connected).
         assert ".env is docker compose's configuration: make run ignores it" in banner

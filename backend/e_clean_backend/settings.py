@@ -211,12 +211,11 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=1)
 # died; the delivery count (workers/tasks.py) dead-letters it after
 # EVENTS_MAX_DELIVERIES, so a hanging handler cannot loop and is not lost.
 CELERY_TASK_ACKS_ON_TIMEOUT = False
-# One pool process per worker: a worker's main process handles every message
-# of its pool (fetch, unacked bookkeeping, hand-off, ack), mostly waiting on
-# Redis; several workers of one pool process each keep the cores busier than
-# one worker with several (`make bench`'s worker-topology table; `make run`
-# starts WORKER_PROCESSES of them, compose as many replicas).
-CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1, minimum=1)
+# Pool processes per worker; 0 is Celery's default, one per core. `make bench`'s
+# worker-topology table found no layout faster on 2 cores (one worker -c 2,
+# 2-4 workers -c 1 and two solo workers all within 6%), and one worker used the
+# least CPU per event; more workers (WORKER_PROCESSES) are for more cores or hosts.
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0, minimum=0)
 # Late acks keep prefetched messages unacked; a small window bounds what a
 # dying worker holds while still hiding the broker round trip.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4, minimum=1)

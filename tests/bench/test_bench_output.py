@@ -26,7 +26,13 @@ def test_default_output_is_git_ignored_and_the_record_target_writes_the_tracked_
 
 def test_the_end_to_end_rows_run_the_shipped_worker_layout():
     """The e2e rows measure what `make run` and compose run: WORKER_PROCESSES
-    workers of one pool process each, logging at INFO like the Procfile's."""
+    workers of one pool process per core each (CELERY_WORKER_CONCURRENCY=0,
+    Celery's default), logging at INFO like the Procfile's."""
+    import os
+
+    from django.conf import settings
+
+    assert settings.CELERY_WORKER_CONCURRENCY == 0
     from bench.harness import E2E_LAYOUT, layout_workers
     from devtools.procs import WORKER_PROCESSES
 
@@ -34,7 +40,7 @@ def test_the_end_to_end_rows_run_the_shipped_worker_layout():
     assert len(workers) == WORKER_PROCESSES
     names = set()
     for args, env in workers:
-        assert args[args.index("-c") + 1] == "1" and args[-2:] == ["-l", "INFO"] and env == {}
+        assert args[args.index("-c") + 1] == str(os.cpu_count()) and args[-2:] == ["-l", "INFO"] and env == {}
         names.add(args[args.index("-n") + 1])
     assert len(names) == WORKER_PROCESSES
     quiet = layout_workers(E2E_LAYOUT + "-warning")
